@@ -1,0 +1,20 @@
+# Task runner for trio_resilience. `just --list` shows the recipes.
+
+# Run the whole test suite (the README's test command).
+test *args:
+    python -m pytest {{args}}
+
+# Lint: ruff check, ruff format --check and mypy --strict on the package.
+lint:
+    ruff check trio_resilience tests benchmarks
+    ruff format --check trio_resilience tests benchmarks
+    mypy --strict trio_resilience
+
+# Format the code in place.
+fmt:
+    ruff format trio_resilience tests benchmarks
+    ruff check --fix trio_resilience tests benchmarks
+
+# Benchmarks (issue 6 adds the runner; for now the primitives benchmark).
+bench *args:
+    python benchmarks/bench_primitives.py {{args}}

@@ -1,0 +1,304 @@
+"""Circuit breaker: stop calling a dependency that keeps failing, probe it later.
+
+States and transitions (all times are trio time)::
+
+    CLOSED --failure_threshold consecutive failures--> OPEN
+    OPEN   --recovery_timeout elapsed-----------------> HALF_OPEN
+    HALF_OPEN --a success--> CLOSED      HALF_OPEN --a failure--> OPEN
+
+CLOSED lets every call through; a success resets the failure streak. OPEN rejects
+every call at once with `CircuitBreakerOpenError`. HALF_OPEN admits at most
+``half_open_max_calls`` calls at a time as probes and rejects the rest.
+
+Every state change is a synchronous step with no checkpoint inside it, so under
+Trio's cooperative scheduling it is atomic: no other task can observe or interleave
+a half-made transition, which is what a lock would otherwise be needed for.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import math
+from collections.abc import Callable, Coroutine
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar
+
+import attrs
+import trio
+from trio_util import AsyncValue
+
+from ._exceptions import ExceptionSpec, is_cancellation, make_matcher
+from ._validation import check_int, check_number
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_NOT_A_PROBE = -1
+
+
+class CircuitState(enum.Enum):
+    """The three states of a `CircuitBreaker`."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class CircuitBreakerOpenError(Exception):
+    """Raised by a `CircuitBreaker` that rejects a call without running it.
+
+    ``retry_after`` is the number of seconds until the breaker admits a probe: the
+    rest of the recovery timeout when OPEN, ``0.0`` when HALF_OPEN with every probe
+    slot taken (a slot frees as soon as a running probe ends).
+    """
+
+    def __init__(
+        self, *, state: CircuitState, retry_after: float, name: str | None = None
+    ) -> None:
+        self.state = state
+        self.retry_after = retry_after
+        self.name = name
+        label = f"Circuit breaker {name!r}" if name else "Circuit breaker"
+        if state is CircuitState.OPEN:
+            message = f"{label} is OPEN; next probe allowed in {retry_after:.3f}s"
+        else:
+            message = f"{label} is HALF_OPEN and all probe slots are in use"
+        super().__init__(message)
+
+
+StateChangeHook = Callable[[CircuitState, CircuitState], object]
+
+
+@attrs.frozen
+class CircuitBreakerStatistics:
+    """A snapshot of a `CircuitBreaker`, from `CircuitBreaker.statistics`."""
+
+    state: CircuitState
+    consecutive_failures: int
+    half_open_calls: int
+    seconds_until_half_open: float
+    total_successes: int
+    total_failures: int
+    total_rejections: int
+
+
+@attrs.define(eq=False)
+class CircuitBreaker:
+    """Fail fast while a dependency is down, and find out when it is back.
+
+    Three ways to use it::
+
+        breaker = CircuitBreaker(failure_threshold=5, recovery_timeout=30.0)
+
+        async with breaker:              # the outcome of the block is recorded
+            await call_service()
+
+        @breaker                         # each call of the function is guarded
+        async def call_service(): ...
+
+        await breaker.record_failure()   # manual bookkeeping
+        await breaker.record_success()
+
+    Which exceptions count as failures is set by ``expected_exception`` (a type, a
+    tuple of types or a predicate; default `Exception`); other exceptions count as
+    successes, since the dependency did answer. Cancellation never counts. The breaker
+    is not a retry policy and not a rate limiter: it only decides whether a call may
+    start. ``on_state_change(old, new)`` is called on every transition.
+    """
+
+    failure_threshold: int = attrs.field(default=5)
+    recovery_timeout: float = attrs.field(default=30.0)
+    half_open_max_calls: int = attrs.field(default=1)
+    expected_exception: ExceptionSpec = attrs.field(default=Exception, kw_only=True)
+    name: str | None = attrs.field(default=None, kw_only=True)
+    on_state_change: StateChangeHook | None = attrs.field(default=None, kw_only=True)
+
+    _counts: Callable[[BaseException], bool] = attrs.field(init=False)
+    _state: Any = attrs.field(init=False)  # AsyncValue[CircuitState]
+    _consecutive_failures: int = attrs.field(init=False, default=0)
+    _opened_at: float = attrs.field(init=False, default=-math.inf)
+    _probes: int = attrs.field(init=False, default=0)
+    _epoch: int = attrs.field(init=False, default=0)
+    _tickets: dict[trio.lowlevel.Task, list[int]] = attrs.field(
+        init=False, factory=dict
+    )
+    _total_successes: int = attrs.field(init=False, default=0)
+    _total_failures: int = attrs.field(init=False, default=0)
+    _total_rejections: int = attrs.field(init=False, default=0)
+
+    def __attrs_post_init__(self) -> None:
+        check_int("failure_threshold", self.failure_threshold, minimum=1)
+        check_number("recovery_timeout", self.recovery_timeout, at_least=0)
+        check_int("half_open_max_calls", self.half_open_max_calls, minimum=1)
+        if self.on_state_change is not None and not callable(self.on_state_change):
+            raise TypeError("on_state_change must be callable or None")
+        self._counts = make_matcher(self.expected_exception, name="expected_exception")
+        self._state = AsyncValue(CircuitState.CLOSED)
+
+    # -- observing ----------------------------------------------------------------
+
+    @property
+    def state(self) -> CircuitState:
+        """The current state; OPEN turns HALF_OPEN once the recovery timeout is over."""
+        self._refresh()
+        state: CircuitState = self._state.value
+        return state
+
+    def statistics(self) -> CircuitBreakerStatistics:
+        """Counters and the current state, as a frozen snapshot."""
+        state = self.state
+        return CircuitBreakerStatistics(
+            state=state,
+            consecutive_failures=self._consecutive_failures,
+            half_open_calls=self._probes if state is CircuitState.HALF_OPEN else 0,
+            seconds_until_half_open=self._seconds_until_half_open(),
+            total_successes=self._total_successes,
+            total_failures=self._total_failures,
+            total_rejections=self._total_rejections,
+        )
+
+    async def wait_state(self, state: CircuitState) -> None:
+        """Block until the breaker is in ``state``, without polling."""
+        while True:
+            current = self.state
+            if current is state:
+                await trio.lowlevel.checkpoint()
+                return
+            wake_at = math.inf
+            if current is CircuitState.OPEN:
+                wake_at = self._opened_at + self.recovery_timeout
+            with trio.move_on_at(wake_at):
+                await self._state.wait_transition()
+
+    # -- recording ----------------------------------------------------------------
+
+    async def record_success(self) -> None:
+        """Record a successful call made outside ``async with`` / the decorator."""
+        self._settle(_NOT_A_PROBE, None)
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def record_failure(self) -> None:
+        """Record a failed call made outside ``async with`` / the decorator."""
+        self._record_failure()
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def reset(self) -> None:
+        """Force the breaker CLOSED with a clean failure streak."""
+        self._consecutive_failures = 0
+        if self._state.value is not CircuitState.CLOSED:
+            self._transition(CircuitState.CLOSED)
+
+    # -- guarding calls -------------------------------------------------------------
+
+    async def __aenter__(self) -> CircuitBreaker:
+        ticket = await self._admit()
+        self._tickets.setdefault(trio.lowlevel.current_task(), []).append(ticket)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        task = trio.lowlevel.current_task()
+        stack = self._tickets[task]
+        ticket = stack.pop()
+        if not stack:
+            del self._tickets[task]
+        self._settle(ticket, exc)
+
+    def __call__(
+        self, fn: Callable[P, Coroutine[Any, Any, T]]
+    ) -> Callable[P, Coroutine[Any, Any, T]]:
+        """Guard every call of the async function ``fn`` with this breaker."""
+
+        @functools.wraps(fn)
+        async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+            ticket = await self._admit()
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                self._settle(ticket, exc)
+                raise
+            self._settle(ticket, None)
+            return result
+
+        return guarded
+
+    # -- the state machine ----------------------------------------------------------
+
+    async def _admit(self) -> int:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            return self._admit_nowait()
+        finally:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def _admit_nowait(self) -> int:
+        state = self.state
+        if state is CircuitState.CLOSED:
+            return _NOT_A_PROBE
+        if state is CircuitState.HALF_OPEN and self._probes < self.half_open_max_calls:
+            self._probes += 1
+            return self._epoch
+        self._total_rejections += 1
+        raise CircuitBreakerOpenError(
+            state=state, retry_after=self._seconds_until_half_open(), name=self.name
+        )
+
+    def _settle(self, ticket: int, exc: BaseException | None) -> None:
+        if ticket == self._epoch and self._state.value is CircuitState.HALF_OPEN:
+            self._probes -= 1
+        if exc is None:
+            self._record_success()
+        elif is_cancellation(exc):
+            return
+        elif self._counts(exc):
+            self._record_failure()
+        else:
+            self._record_success()
+
+    def _record_success(self) -> None:
+        self._total_successes += 1
+        state = self.state
+        if state is CircuitState.CLOSED:
+            self._consecutive_failures = 0
+        elif state is CircuitState.HALF_OPEN:
+            self._transition(CircuitState.CLOSED)
+
+    def _record_failure(self) -> None:
+        self._total_failures += 1
+        state = self.state
+        if state is CircuitState.CLOSED:
+            self._consecutive_failures += 1
+            if self._consecutive_failures >= self.failure_threshold:
+                self._transition(CircuitState.OPEN)
+        elif state is CircuitState.HALF_OPEN:
+            self._transition(CircuitState.OPEN)
+
+    def _refresh(self) -> None:
+        if (
+            self._state.value is CircuitState.OPEN
+            and trio.current_time() >= self._opened_at + self.recovery_timeout
+        ):
+            self._transition(CircuitState.HALF_OPEN)
+
+    def _seconds_until_half_open(self) -> float:
+        if self._state.value is not CircuitState.OPEN:
+            return 0.0
+        return max(0.0, self._opened_at + self.recovery_timeout - trio.current_time())
+
+    def _transition(self, new: CircuitState) -> None:
+        old: CircuitState = self._state.value
+        if new is CircuitState.OPEN:
+            self._opened_at = trio.current_time()
+        elif new is CircuitState.HALF_OPEN:
+            self._epoch += 1
+            self._probes = 0
+        else:
+            self._consecutive_failures = 0
+        self._state.value = new
+        if self.on_state_change is not None:
+            self.on_state_change(old, new)

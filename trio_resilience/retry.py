@@ -1,0 +1,238 @@
+"""Retrying async operations on trio time: a decorator and an attempts iterator.
+
+Both share one loop. After a failed attempt the loop decides, synchronously and before
+any waiting, whether another attempt will happen:
+
+* cancellation, ``KeyboardInterrupt`` (and groups holding them) are never retried;
+* an exception that ``on`` does not match is re-raised unchanged;
+* when ``attempts`` are used up, the last exception is re-raised unchanged;
+* a backoff sleep that would end at or after the enclosing cancel scope's deadline
+  (`trio.current_effective_deadline`) or the loop's own ``timeout`` is never started:
+  the last exception is re-raised instead of sleeping into a cancellation.
+
+Otherwise ``on_retry`` is called with a `RetryDetails` and the loop sleeps the
+`Backoff` delay with `trio.sleep`, so `trio.testing.MockClock` controls it.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import AsyncIterator, Callable, Coroutine
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar
+
+import attrs
+import trio
+
+from ._exceptions import ExceptionSpec, is_cancellation, make_matcher
+from ._validation import check_int, check_number
+from .backoff import Backoff
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+@attrs.frozen
+class RetryDetails:
+    """What ``on_retry`` hooks receive, once per retry, before the backoff sleep."""
+
+    attempt: int
+    """The number of the attempt that just failed, starting at 1."""
+    exception: BaseException
+    """The exception that attempt raised."""
+    delay: float
+    """Seconds the loop is about to sleep before the next attempt."""
+    elapsed: float
+    """Seconds of trio time since the first attempt started."""
+
+
+RetryHook = Callable[[RetryDetails], object]
+
+
+def _check_timeout(value: object) -> None:
+    if value is not None:
+        check_number("timeout", value, above=0)
+
+
+@attrs.frozen
+class _RetryPolicy:
+    matches: Callable[[BaseException], bool]
+    attempts: int = attrs.field(
+        validator=lambda _s, _a, v: check_int("attempts", v, minimum=1)
+    )
+    backoff: Backoff = attrs.field(validator=attrs.validators.instance_of(Backoff))
+    timeout: float | None = attrs.field(validator=lambda _s, _a, v: _check_timeout(v))
+    on_retry: RetryHook | None
+
+    @classmethod
+    def build(
+        cls,
+        on: ExceptionSpec,
+        attempts: int,
+        backoff: Backoff,
+        timeout: float | None,
+        on_retry: RetryHook | None,
+    ) -> _RetryPolicy:
+        if on_retry is not None and not callable(on_retry):
+            raise TypeError("on_retry must be callable or None")
+        return cls(
+            matches=make_matcher(on, name="on"),
+            attempts=attempts,
+            backoff=backoff,
+            timeout=timeout,
+            on_retry=on_retry,
+        )
+
+
+class Attempt:
+    """One try of a `retry_context` loop; wrap the attempt's code in ``with attempt:``.
+
+    Leaving the block with a retryable exception suppresses it and lets the loop go
+    on; any other exception propagates unchanged.
+    """
+
+    __slots__ = ("_loop", "_retrying", "num")
+
+    def __init__(self, loop: _RetryLoop, num: int) -> None:
+        self._loop = loop
+        self._retrying = False
+        self.num = num
+        """The number of this attempt, starting at 1."""
+
+    def __repr__(self) -> str:
+        return f"<Attempt num={self.num}>"
+
+    def __enter__(self) -> Attempt:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if exc is None:
+            return False
+        self._retrying = self._loop._will_retry(self, exc)
+        return self._retrying
+
+
+class _RetryLoop:
+    """The async iterator behind `retry_context` and `retry`."""
+
+    __slots__ = ("_current", "_delay", "_exc", "_policy", "_start")
+
+    def __init__(self, policy: _RetryPolicy) -> None:
+        self._policy = policy
+        self._current: Attempt | None = None
+        self._start = 0.0
+        self._delay = 0.0
+        self._exc: BaseException | None = None
+
+    def __aiter__(self) -> _RetryLoop:
+        return self
+
+    async def __anext__(self) -> Attempt:
+        current = self._current
+        if current is None:
+            self._start = trio.current_time()
+            self._current = Attempt(self, 1)
+            return self._current
+        if not current._retrying:
+            raise StopAsyncIteration
+        exc, self._exc = self._exc, None
+        assert exc is not None
+        if self._policy.on_retry is not None:
+            self._policy.on_retry(
+                RetryDetails(
+                    attempt=current.num,
+                    exception=exc,
+                    delay=self._delay,
+                    elapsed=trio.current_time() - self._start,
+                )
+            )
+        del exc
+        await trio.sleep(self._delay)
+        self._current = Attempt(self, current.num + 1)
+        return self._current
+
+    def _will_retry(self, attempt: Attempt, exc: BaseException) -> bool:
+        policy = self._policy
+        if is_cancellation(exc) or not policy.matches(exc):
+            return False
+        if attempt is not self._current or attempt.num >= policy.attempts:
+            return False
+        delay = policy.backoff.delay(attempt.num)
+        wake_at = trio.current_time() + delay
+        deadline = trio.current_effective_deadline()
+        if policy.timeout is not None:
+            deadline = min(deadline, self._start + policy.timeout)
+        if wake_at >= deadline:
+            return False
+        self._delay = delay
+        self._exc = exc
+        return True
+
+
+def retry_context(
+    *,
+    on: ExceptionSpec,
+    attempts: int = 3,
+    backoff: Backoff = Backoff(),
+    timeout: float | None = None,
+    on_retry: RetryHook | None = None,
+) -> AsyncIterator[Attempt]:
+    """Retry an inline block::
+
+        async for attempt in retry_context(on=httpx.TransportError, attempts=5):
+            with attempt:
+                response = await client.get(url)
+
+    ``on`` is required and decides which exceptions are retried: an exception type, a
+    tuple of types, or a predicate ``(exc) -> bool``. ``attempts`` counts tries,
+    including the first. ``timeout`` (seconds of trio time from the first attempt)
+    stops further retries once the next attempt could only start at or after it; it
+    does not interrupt a running attempt (wrap the loop in `trio.fail_after` for that:
+    the loop then stops retrying in time to re-raise the real error). ``on_retry`` is
+    called with a `RetryDetails` before each backoff sleep.
+    """
+    return _RetryLoop(_RetryPolicy.build(on, attempts, backoff, timeout, on_retry))
+
+
+def retry(
+    *,
+    on: ExceptionSpec,
+    attempts: int = 3,
+    backoff: Backoff = Backoff(),
+    timeout: float | None = None,
+    on_retry: RetryHook | None = None,
+) -> Callable[
+    [Callable[P, Coroutine[Any, Any, T]]], Callable[P, Coroutine[Any, Any, T]]
+]:
+    """Decorate an async function so that failed calls are retried.
+
+    Takes the same arguments as `retry_context`; when the attempts run out the last
+    exception is re-raised unchanged::
+
+        @retry(on=ConnectionError, attempts=4, backoff=Backoff(initial=0.2))
+        async def fetch() -> bytes: ...
+    """
+    policy = _RetryPolicy.build(on, attempts, backoff, timeout, on_retry)
+
+    def decorate(
+        fn: Callable[P, Coroutine[Any, Any, T]],
+    ) -> Callable[P, Coroutine[Any, Any, T]]:
+        if not inspect.iscoroutinefunction(fn):
+            raise TypeError("retry() can only decorate async functions")
+
+        @functools.wraps(fn)
+        async def retrying(*args: P.args, **kwargs: P.kwargs) -> T:
+            async for attempt in _RetryLoop(policy):
+                with attempt:
+                    return await fn(*args, **kwargs)
+            raise AssertionError("unreachable: the retry loop ended without a result")
+
+        return retrying
+
+    return decorate
