@@ -6,6 +6,7 @@ type, `ValueError` for a value out of range, each with a message naming the argu
 
 from __future__ import annotations
 
+import inspect
 import math
 
 
@@ -35,3 +36,17 @@ def check_number(
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite")
     return float(value)
+
+
+def check_async_callable(decorator: str, fn: object) -> None:
+    """Refuse to decorate anything that is not an async function (or async callable).
+
+    Catching this when decorating beats a puzzling "can't be used in 'await'
+    expression" on the first call.
+    """
+    if inspect.iscoroutinefunction(fn):
+        return
+    call = getattr(fn, "__call__", None)  # noqa: B004 - instances with async __call__
+    if callable(fn) and inspect.iscoroutinefunction(call):
+        return
+    raise TypeError(f"{decorator} can only decorate async functions")

@@ -29,7 +29,7 @@ import trio
 from trio_util import AsyncValue
 
 from ._exceptions import ExceptionSpec, is_cancellation, make_matcher
-from ._validation import check_int, check_number
+from ._validation import check_async_callable, check_int, check_number
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -213,6 +213,7 @@ class CircuitBreaker:
         self, fn: Callable[P, Coroutine[Any, Any, T]]
     ) -> Callable[P, Coroutine[Any, Any, T]]:
         """Guard every call of the async function ``fn`` with this breaker."""
+        check_async_callable("CircuitBreaker", fn)
 
         @functools.wraps(fn)
         async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:

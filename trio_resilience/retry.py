@@ -17,7 +17,6 @@ Otherwise ``on_retry`` is called with a `RetryDetails` and the loop sleeps the
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import AsyncIterator, Callable, Coroutine
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
@@ -26,7 +25,7 @@ import attrs
 import trio
 
 from ._exceptions import ExceptionSpec, is_cancellation, make_matcher
-from ._validation import check_int, check_number
+from ._validation import check_async_callable, check_int, check_number
 from .backoff import Backoff
 
 P = ParamSpec("P")
@@ -223,8 +222,7 @@ def retry(
     def decorate(
         fn: Callable[P, Coroutine[Any, Any, T]],
     ) -> Callable[P, Coroutine[Any, Any, T]]:
-        if not inspect.iscoroutinefunction(fn):
-            raise TypeError("retry() can only decorate async functions")
+        check_async_callable("retry()", fn)
 
         @functools.wraps(fn)
         async def retrying(*args: P.args, **kwargs: P.kwargs) -> T:

@@ -7,6 +7,8 @@ from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any, ParamSpec, Protocol, Self, TypeVar, runtime_checkable
 
+from .._validation import check_async_callable
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -72,6 +74,7 @@ class LimiterMixin:
         self, fn: Callable[P, Coroutine[Any, Any, T]]
     ) -> Callable[P, Coroutine[Any, Any, T]]:
         """Run every call of the async function ``fn`` under this limiter."""
+        check_async_callable(type(self).__name__, fn)
 
         @functools.wraps(fn)
         async def limited(*args: P.args, **kwargs: P.kwargs) -> T:

@@ -12,7 +12,7 @@ import attrs
 import trio
 from trio_util import RepeatedEvent
 
-from .._validation import check_number
+from .._validation import check_async_callable, check_number
 from ._base import AsyncRateLimiter
 
 K = TypeVar("K", bound=Hashable)
@@ -177,10 +177,14 @@ class PerKeyRateLimiter(Generic[K, L]):
         [Callable[P, Coroutine[Any, Any, T]]], Callable[P, Coroutine[Any, Any, T]]
     ]:
         """Limit each call of an async function by ``key_func(*args, **kwargs)``."""
+        if not callable(key_func):
+            raise TypeError("key_func must be callable")
 
         def decorate(
             fn: Callable[P, Coroutine[Any, Any, T]],
         ) -> Callable[P, Coroutine[Any, Any, T]]:
+            check_async_callable("PerKeyRateLimiter.decorator()", fn)
+
             @functools.wraps(fn)
             async def limited(*args: P.args, **kwargs: P.kwargs) -> T:
                 async with self.limit(key_func(*args, **kwargs)):

@@ -1,0 +1,52 @@
+"""The public namespace is a contract: tests outside this repository import it."""
+
+import trio_resilience
+import trio_resilience.limiters
+
+CONTRACT = {
+    # names DESIGN.md promises from the package root (primitives part)
+    "CircuitBreaker",
+    "CircuitState",
+    "CircuitBreakerOpenError",
+    "TokenBucketRateLimiter",
+    "SemaphoreRateLimiter",
+    "PerKeyRateLimiter",
+    "AsyncRateLimiter",
+    "retry",
+    "retry_context",
+    "Backoff",
+}
+
+
+def test_contract_names_are_exported() -> None:
+    """Every primitive name in the design contract is importable from the package."""
+    missing = {name for name in CONTRACT if not hasattr(trio_resilience, name)}
+    assert missing == set()
+
+
+def test_all_is_exactly_the_intended_names() -> None:
+    """__all__ lists exactly the public names, nothing private and nothing extra."""
+    assert set(trio_resilience.__all__) == CONTRACT | {
+        "Attempt",
+        "CircuitBreakerStatistics",
+        "RetryDetails",
+    }
+
+
+def test_every_exported_name_exists() -> None:
+    """Nothing in __all__ is a dangling name."""
+    for module in (trio_resilience, trio_resilience.limiters):
+        for name in module.__all__:
+            assert getattr(module, name) is not None, name
+
+
+def test_limiters_subpackage_exports() -> None:
+    """The limiters subpackage exports the limiters and their statistics."""
+    assert set(trio_resilience.limiters.__all__) == {
+        "AsyncRateLimiter",
+        "PerKeyRateLimiter",
+        "SemaphoreRateLimiter",
+        "SemaphoreRateLimiterStatistics",
+        "TokenBucketRateLimiter",
+        "TokenBucketRateLimiterStatistics",
+    }
