@@ -48,6 +48,8 @@ class LimiterMixin:
     cancellation halfway.
     """
 
+    __slots__ = ()
+
     async def acquire(self) -> None:
         raise NotImplementedError
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import attrs
 import trio
 
@@ -38,16 +40,17 @@ class TokenBucketRateLimiter(LimiterMixin):
     ...     await send()
     """
 
-    __slots__ = ("_capacity", "_empty_at", "_interval", "_line", "_rate")
+    __slots__ = ("_capacity", "_line", "_rate", "_stamp", "_tokens")
 
     def __init__(self, rate: float, capacity: float) -> None:
         self._rate = check_number("rate", rate, above=0)
         self._capacity = check_number("capacity", capacity, at_least=1)
-        self._interval = 1.0 / self._rate
-        # The trio time at which the bucket was (or will be) empty; tokens held at
-        # time t are (t - _empty_at) * rate, capped at capacity. None until first use,
-        # so the limiter can be created outside trio.run.
-        self._empty_at: float | None = None
+        # Tokens held at trio time _stamp; None until first use, so the limiter can be
+        # created outside trio.run. Whole tokens are counted, never derived from
+        # absolute times, so a burst admits exactly `capacity` whatever the clock's
+        # offset or the float rounding of 1/rate.
+        self._tokens = self._capacity
+        self._stamp: float | None = None
         # trio.Lock is FIFO-fair: its holder is the next task to be served.
         self._line = trio.Lock()
 
@@ -67,18 +70,27 @@ class TokenBucketRateLimiter(LimiterMixin):
         """The most tokens the bucket holds, that is, the largest burst."""
         return self._capacity
 
-    def _empty_time(self, now: float) -> float:
-        floor = now - self._capacity * self._interval
-        if self._empty_at is None or self._empty_at < floor:
-            self._empty_at = floor
-        return self._empty_at
+    def _tokens_at(self, now: float) -> float:
+        if self._stamp is None:
+            return self._capacity
+        return min(self._capacity, self._tokens + (now - self._stamp) * self._rate)
+
+    def _due(self, now: float) -> float:
+        """The trio time at which the next whole token is due."""
+        if self._stamp is None:
+            return now
+        return self._stamp + (1.0 - self._tokens) / self._rate
 
     def _take_nowait(self) -> None:
         now = trio.current_time()
-        empty_at = self._empty_time(now)
-        if now < empty_at + self._interval:
+        tokens = self._tokens_at(now)
+        # `now >= due` admits a waiter woken at its due time even when float rounding
+        # leaves the refill a hair under one token; `tokens > 0` keeps a rate finer
+        # than the clock's resolution from admitting more than `capacity` at once.
+        if tokens < 1.0 and not (tokens > 0.0 and now >= self._due(now)):
             raise trio.WouldBlock
-        self._empty_at = empty_at + self._interval
+        self._tokens = tokens - 1.0
+        self._stamp = now
 
     def acquire_nowait(self) -> None:
         """Take a token now; raise `trio.WouldBlock` if none is due or others wait."""
@@ -97,8 +109,10 @@ class TokenBucketRateLimiter(LimiterMixin):
                     try:
                         self._take_nowait()
                     except trio.WouldBlock:
-                        assert self._empty_at is not None
-                        await trio.sleep_until(self._empty_at + self._interval)
+                        now = trio.current_time()
+                        # at least one clock tick ahead, so the loop always progresses
+                        tick = math.nextafter(now, math.inf)
+                        await trio.sleep_until(max(self._due(now), tick))
                     else:
                         return
         else:
@@ -109,12 +123,11 @@ class TokenBucketRateLimiter(LimiterMixin):
 
     def statistics(self) -> TokenBucketRateLimiterStatistics:
         """Tokens available now and tasks waiting, as a frozen snapshot."""
-        now = trio.current_time()
-        tokens = (now - self._empty_time(now)) * self._rate
+        tokens = self._tokens_at(trio.current_time())
         line = self._line.statistics()
         return TokenBucketRateLimiterStatistics(
             rate=self._rate,
             capacity=self._capacity,
-            tokens=min(self._capacity, tokens),
+            tokens=tokens,
             waiting=line.tasks_waiting + (1 if line.locked else 0),
         )
