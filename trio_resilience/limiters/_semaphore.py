@@ -24,7 +24,9 @@ class SemaphoreRateLimiter(LimiterMixin):
     A thin layer over `trio.CapacityLimiter` that speaks the `AsyncRateLimiter`
     protocol. It bounds how many run *at once*, not how many start per second (that is
     `TokenBucketRateLimiter`). Waiters are served first come, first served. As with
-    `trio.CapacityLimiter`, the task that acquires must be the one that releases.
+    `trio.CapacityLimiter`, a slot belongs to the task that acquired it: that task
+    must release it, and holding two slots of one limiter at once raises
+    `RuntimeError` (which catches accidental re-entry, a classic deadlock).
 
     >>> limiter = SemaphoreRateLimiter(10)
     >>> async with limiter:
