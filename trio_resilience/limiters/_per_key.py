@@ -145,8 +145,11 @@ class PerKeyRateLimiter(Generic[K, L]):
     def _check_in(self, key: K, entry: _Entry[L]) -> None:
         entry.users -= 1
         if entry.users == 0 and self._entries.get(key) is entry:
+            # The reaper waits for this event only while no key is idle; otherwise
+            # it is asleep until an earlier expiry and will see this key then.
+            if not self._idle:
+                self._became_idle.set()
             self._idle[key] = trio.current_time()
-            self._became_idle.set()
 
     async def _acquire_entry(self, key: K) -> _Entry[L]:
         entry = self._check_out(key)
