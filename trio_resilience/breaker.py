@@ -115,7 +115,10 @@ class CircuitBreaker:
     on_state_change: StateChangeHook | None = attrs.field(default=None, kw_only=True)
 
     _counts: Callable[[BaseException], bool] = attrs.field(init=False)
-    _state: Any = attrs.field(init=False)  # AsyncValue[CircuitState]
+    # The state as a plain attribute for the hot path, mirrored into an AsyncValue
+    # so that wait_state() can sleep until a transition instead of polling.
+    _current: CircuitState = attrs.field(init=False, default=CircuitState.CLOSED)
+    _observable: Any = attrs.field(init=False)  # AsyncValue[CircuitState]
     _consecutive_failures: int = attrs.field(init=False, default=0)
     _opened_at: float = attrs.field(init=False, default=-math.inf)
     _probes: int = attrs.field(init=False, default=0)
@@ -134,7 +137,7 @@ class CircuitBreaker:
         if self.on_state_change is not None and not callable(self.on_state_change):
             raise TypeError("on_state_change must be callable or None")
         self._counts = make_matcher(self.expected_exception, name="expected_exception")
-        self._state = AsyncValue(CircuitState.CLOSED)
+        self._observable = AsyncValue(CircuitState.CLOSED)
 
     # -- observing ----------------------------------------------------------------
 
@@ -142,8 +145,7 @@ class CircuitBreaker:
     def state(self) -> CircuitState:
         """The current state; OPEN turns HALF_OPEN once the recovery timeout is over."""
         self._refresh()
-        state: CircuitState = self._state.value
-        return state
+        return self._current
 
     def statistics(self) -> CircuitBreakerStatistics:
         """Counters and the current state, as a frozen snapshot."""
@@ -169,7 +171,7 @@ class CircuitBreaker:
             if current is CircuitState.OPEN:
                 wake_at = self._opened_at + self.recovery_timeout
             with trio.move_on_at(wake_at):
-                await self._state.wait_transition()
+                await self._observable.wait_transition()
 
     # -- recording ----------------------------------------------------------------
 
@@ -186,7 +188,7 @@ class CircuitBreaker:
     def reset(self) -> None:
         """Force the breaker CLOSED with a clean failure streak."""
         self._consecutive_failures = 0
-        if self._state.value is not CircuitState.CLOSED:
+        if self._current is not CircuitState.CLOSED:
             self._transition(CircuitState.CLOSED)
 
     # -- guarding calls -------------------------------------------------------------
@@ -250,7 +252,7 @@ class CircuitBreaker:
         )
 
     def _settle(self, ticket: int, exc: BaseException | None) -> None:
-        if ticket == self._epoch and self._state.value is CircuitState.HALF_OPEN:
+        if ticket == self._epoch and self._current is CircuitState.HALF_OPEN:
             self._probes -= 1
         if exc is None:
             self._record_success()
@@ -281,18 +283,18 @@ class CircuitBreaker:
 
     def _refresh(self) -> None:
         if (
-            self._state.value is CircuitState.OPEN
+            self._current is CircuitState.OPEN
             and trio.current_time() >= self._opened_at + self.recovery_timeout
         ):
             self._transition(CircuitState.HALF_OPEN)
 
     def _seconds_until_half_open(self) -> float:
-        if self._state.value is not CircuitState.OPEN:
+        if self._current is not CircuitState.OPEN:
             return 0.0
         return max(0.0, self._opened_at + self.recovery_timeout - trio.current_time())
 
     def _transition(self, new: CircuitState) -> None:
-        old: CircuitState = self._state.value
+        old = self._current
         if new is CircuitState.OPEN:
             self._opened_at = trio.current_time()
         elif new is CircuitState.HALF_OPEN:
@@ -300,6 +302,7 @@ class CircuitBreaker:
             self._probes = 0
         else:
             self._consecutive_failures = 0
-        self._state.value = new
+        self._current = new
+        self._observable.value = new
         if self.on_state_change is not None:
             self.on_state_change(old, new)
