@@ -12,6 +12,7 @@ import attrs
 import trio
 from trio_util import RepeatedEvent
 
+from .._service import open_service_nursery
 from .._validation import check_async_callable, check_number
 from ._base import AsyncRateLimiter
 
@@ -96,23 +97,15 @@ class PerKeyRateLimiter(Generic[K, L]):
 
     @asynccontextmanager
     async def _run(self) -> AsyncIterator[None]:
-        # The block's own exception is re-raised as it is, after the nursery has
-        # closed, rather than wrapped in the nursery's exception group.
-        body_error: BaseException | None = None
-        async with trio.open_nursery() as nursery:
+        async with open_service_nursery() as nursery:
             nursery.start_soon(self._reap)
             self._open = True
             try:
                 yield
-            except BaseException as exc:
-                body_error = exc
             finally:
                 self._open = False
                 self._entries.clear()
                 self._idle.clear()
-                nursery.cancel_scope.cancel()
-        if body_error is not None:
-            raise body_error
 
     async def _reap(self) -> None:
         while True:
