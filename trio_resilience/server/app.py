@@ -1,0 +1,96 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+from pydantic import ValidationError
+from quart_cors import cors
+from quart_schema import Info, QuartSchema, RequestSchemaValidationError
+from werkzeug.exceptions import HTTPException
+
+from .. import __version__
+from .logging import get_logger
+from .middleware import wrap
+from .routes import faults, health, messages
+from .routes._common import validation_detail
+from .settings import ServerSettings
+from .state import ResilienceTestApp, ServerState
+
+
+def create_app(settings: ServerSettings | None = None) -> ResilienceTestApp:
+    """A new test server app; ``settings`` defaults to `ServerSettings()`.
+
+    Each app has its own failure injection, idempotency cache and concurrency
+    limit, so several can run side by side (one per test, for instance).
+    """
+    settings = ServerSettings() if settings is None else settings
+    app = ResilienceTestApp(__name__)
+    app.state = ServerState(settings)
+    # TimeoutMiddleware owns the time limit of a request.
+    app.config["RESPONSE_TIMEOUT"] = None
+    docs = settings.enable_docs
+    QuartSchema(
+        app,
+        info=Info(
+            title="trio_resilience test server",
+            version=__version__,
+            description="Fault injection for testing HTTP clients.",
+        ),
+        openapi_path="/openapi.json" if docs else None,
+        swagger_ui_path="/docs" if docs else None,
+        redoc_ui_path="/redocs" if docs else None,
+        scalar_ui_path=None,
+    )
+    for group in (messages, faults, health):
+        app.register_blueprint(group.blueprint)
+    _register_error_handlers(app)
+    if settings.cors_enabled:
+        cors(app, allow_origin=list(settings.cors_origins) or "*")
+
+    @app.before_serving
+    async def record_start() -> None:
+        app.state.started_at = trio.current_time()
+        get_logger().info("server starting", settings=settings.model_dump(mode="json"))
+
+    @app.after_serving
+    async def record_stop() -> None:
+        get_logger().info("server stopped")
+
+    inner: Any = app.asgi_app
+    app.asgi_app = wrap(  # type: ignore[method-assign, assignment]
+        inner, timeout=settings.request_timeout, limiter=app.state.limiter
+    )
+    return app
+
+
+def _register_error_handlers(app: ResilienceTestApp) -> None:
+    """Every error answers ``{"detail": ...}`` as JSON, never an HTML page."""
+    log = get_logger()
+
+    @app.errorhandler(RequestSchemaValidationError)
+    async def invalid_request(error: RequestSchemaValidationError) -> Any:
+        inner = error.validation_error
+        if isinstance(inner, ValidationError):
+            return validation_detail(inner, "query").model_dump(), 422
+        return {"detail": str(inner)}, 422
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Any:
+        headers = {
+            name: value
+            for name, value in error.get_headers()
+            if name.lower() != "content-type"
+        }
+        return {"detail": error.name}, error.code or 500, headers
+
+    @app.errorhandler(Exception)
+    async def unexpected_error(error: Exception) -> Any:
+        log.exception("unhandled error")
+        return {"detail": "Internal Server Error"}, 500
+
+
+def create_app_from_env() -> ResilienceTestApp:
+    """`create_app` with `ServerSettings.from_env`, for ASGI servers given a path."""
+    return create_app(ServerSettings.from_env())

@@ -1,0 +1,58 @@
+"""Serving an app with Hypercorn's Trio worker, with graceful shutdown on signals."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+
+from .app import create_app
+from .logging import get_logger
+from .settings import ServerSettings
+
+
+def hypercorn_config(settings: ServerSettings) -> Config:
+    """Hypercorn's configuration for ``settings``: bind address and grace period.
+
+    Hypercorn's own access log is off (the app logs one line per request itself).
+    """
+    config = Config()
+    host = settings.host
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 address
+    config.bind = [f"{host}:{settings.port}"]
+    config.graceful_timeout = settings.shutdown_grace_period
+    config.accesslog = None
+    # Hypercorn's messages go through the standard library, so the renderer set up
+    # by `configure_logging` formats them like the server's own lines.
+    config.errorlog = logging.getLogger("hypercorn.error")
+    return config
+
+
+async def wait_for_shutdown_signal() -> None:
+    """Return on the first SIGINT or SIGTERM, logging which one came."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            get_logger().info("shutdown requested", signal=signal.Signals(signum).name)
+            return
+
+
+async def serve_forever(
+    settings: ServerSettings,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[None]] = wait_for_shutdown_signal,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until ``shutdown_trigger`` returns, then stop accepting connections and
+    give in-flight requests ``settings.shutdown_grace_period`` seconds to finish."""
+    app = create_app(settings)
+    await serve(
+        app,
+        hypercorn_config(settings),
+        shutdown_trigger=shutdown_trigger,
+        task_status=task_status,
+    )

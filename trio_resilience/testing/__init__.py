@@ -1,0 +1,17 @@
+"""Run the test server inside your own tests.
+
+``serve_in_background`` starts a real Hypercorn server on 127.0.0.1 and an ephemeral
+port in a nursery it owns, and yields its base URL once it accepts connections::
+
+    async with serve_in_background(ServerSettings(max_concurrency=5)) as base_url:
+        async with httpx.AsyncClient(base_url=base_url) as client:
+            await client.post("/fail/count/2")
+            ...
+
+Installing the package also registers a pytest plugin with a ``resilience_server``
+fixture (for pytest-trio) that does the same for one test.
+"""
+
+from ._server import serve_in_background as serve_in_background
+
+__all__ = ["serve_in_background"]

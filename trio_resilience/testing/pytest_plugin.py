@@ -1,0 +1,39 @@
+"""pytest plugin (registered through the ``pytest11`` entry point).
+
+Fixtures, for tests run by pytest-trio:
+
+``resilience_server_settings``
+    The `ServerSettings` the server starts with; override it in a ``conftest.py`` or
+    a test module to change them.
+``resilience_server``
+    The base URL of a real test server serving for the duration of one test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from ..server.settings import ServerSettings
+
+
+@pytest.fixture
+def resilience_server_settings() -> ServerSettings:
+    """Settings for `resilience_server`: the defaults, without docs."""
+    from ..server.settings import ServerSettings
+
+    return ServerSettings(enable_docs=False)
+
+
+@pytest.fixture
+async def resilience_server(
+    resilience_server_settings: ServerSettings,
+) -> AsyncIterator[str]:
+    """The base URL (``http://127.0.0.1:PORT``) of a test server for one test."""
+    from . import serve_in_background
+
+    async with serve_in_background(resilience_server_settings) as base_url:
+        yield base_url
