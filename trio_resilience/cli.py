@@ -61,6 +61,9 @@ def main() -> None:
 @click.option("--port", type=int, help="Port to bind to; 0 picks one.  [default: 8000]")
 @click.option("--max-concurrency", type=int, help="Requests handled at once.")
 @click.option("--request-timeout", type=float, help="Seconds a request may take.")
+@click.option(
+    "--queue-timeout", type=float, help="Seconds a request may wait for a slot."
+)
 @click.option("--log-level", type=_LEVELS, help="Log level.")
 @click.option("--log-format", type=_FORMATS, help="Log format.")
 @click.option("--reload", is_flag=True, help="Restart when the code changes.")
@@ -70,6 +73,7 @@ def serve(
     port: int | None,
     max_concurrency: int | None,
     request_timeout: float | None,
+    queue_timeout: float | None,
     log_level: str | None,
     log_format: str | None,
     reload: bool,
@@ -82,6 +86,7 @@ def serve(
         port=port,
         max_concurrency=max_concurrency,
         request_timeout=request_timeout,
+        queue_timeout=queue_timeout,
         log_level=log_level,
         log_format=log_format,
     )

@@ -60,7 +60,10 @@ def create_app(settings: ServerSettings | None = None) -> ResilienceTestApp:
 
     inner: Any = app.asgi_app
     app.asgi_app = wrap(  # type: ignore[method-assign, assignment]
-        inner, timeout=settings.request_timeout, limiter=app.state.limiter
+        inner,
+        timeout=settings.request_timeout,
+        limiter=app.state.limiter,
+        queue_timeout=settings.queue_timeout,
     )
     return app
 

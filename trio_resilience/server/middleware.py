@@ -8,6 +8,7 @@ order in `wrap` reads as the order a request goes through them. Non-HTTP scopes
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -60,6 +61,13 @@ async def send_json(
         }
     )
     await send({"type": "http.response.body", "body": payload, "more_body": False})
+
+
+async def send_saturated(send: Send) -> None:
+    """503: no concurrency slot came free in time."""
+    await send_json(
+        send, 503, {"detail": "Server is at capacity"}, [(b"retry-after", b"1")]
+    )
 
 
 class _ResponseTracker:
@@ -172,12 +180,7 @@ class TimeoutMiddleware:
             # Too late to change the status: end the body where it stopped.
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         elif scope.get(SLOT_KEY) is False:
-            await send_json(
-                send,
-                503,
-                {"detail": "Server is at capacity"},
-                headers=[(b"retry-after", b"1")],
-            )
+            await send_saturated(send)
         else:
             await send_json(send, 504, {"detail": "Request timed out"})
         return None
@@ -186,20 +189,32 @@ class TimeoutMiddleware:
 class ConcurrencyMiddleware:
     """At most ``limiter.total_tokens`` requests are handled at once.
 
-    Waiting for a slot happens inside the timeout, so a request that never gets one
-    ends as a 503 there. Control paths (`UNLIMITED_PREFIXES`) are never held back.
+    A request waits for a slot in arrival order, for at most ``queue_timeout``
+    seconds (None: until the request's own deadline, enforced by the timeout layer
+    above); one that gets no slot in time is answered 503 with ``Retry-After``.
+    Control paths (`UNLIMITED_PREFIXES`) are never held back.
     """
 
-    def __init__(self, app: ASGIApp, limiter: trio.CapacityLimiter) -> None:
+    def __init__(
+        self, app: ASGIApp, limiter: trio.CapacityLimiter, queue_timeout: float | None
+    ) -> None:
         self.app = app
         self.limiter = limiter
+        self.queue_timeout = math.inf if queue_timeout is None else queue_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(UNLIMITED_PREFIXES):
             return await self.app(scope, receive, send)
         borrower = object()
         scope[SLOT_KEY] = False
-        await self.limiter.acquire_on_behalf_of(borrower)
+        try:
+            self.limiter.acquire_on_behalf_of_nowait(borrower)
+        except trio.WouldBlock:
+            with trio.move_on_after(self.queue_timeout):
+                await self.limiter.acquire_on_behalf_of(borrower)
+                scope[SLOT_KEY] = True
+            if not scope[SLOT_KEY]:
+                return await send_saturated(send)
         scope[SLOT_KEY] = True
         try:
             await self.app(scope, receive, send)
@@ -217,10 +232,18 @@ def _header(scope: Scope, name: str) -> str | None:
     return None
 
 
-def wrap(app: ASGIApp, *, timeout: float, limiter: trio.CapacityLimiter) -> ASGIApp:
+def wrap(
+    app: ASGIApp,
+    *,
+    timeout: float,
+    limiter: trio.CapacityLimiter,
+    queue_timeout: float | None = None,
+) -> ASGIApp:
     """The application wrapped in every layer, outermost first."""
     return ErrorHandlingMiddleware(
         RequestLoggingMiddleware(
-            TimeoutMiddleware(ConcurrencyMiddleware(app, limiter), timeout)
+            TimeoutMiddleware(
+                ConcurrencyMiddleware(app, limiter, queue_timeout), timeout
+            )
         )
     )

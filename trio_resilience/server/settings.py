@@ -30,6 +30,15 @@ class ServerSettings(BaseModel):
     request_timeout: float = Field(
         30.0, gt=0, le=3600, description="Seconds a request may take in all."
     )
+    queue_timeout: float | None = Field(
+        None,
+        ge=0,
+        le=3600,
+        description=(
+            "Seconds a request may wait for a concurrency slot before a 503; "
+            "unset = until its request_timeout runs out."
+        ),
+    )
     cache_max_size: int = Field(
         1000, ge=1, le=10_000_000, description="Idempotency cache entries kept."
     )

@@ -401,3 +401,36 @@ async def test_no_cors_by_default(autojump_clock: trio.testing.MockClock) -> Non
     async with client_for() as client:
         response = await client.get("/health", headers={"Origin": "http://ok.test"})
     assert "Access-Control-Allow-Origin" not in response.headers
+
+
+async def test_queue_timeout_sheds_load_early(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """With queue_timeout, a request waits at most that long for a slot, then 503."""
+    results: list[tuple[str, int, float]] = []
+    async with client_for(max_concurrency=1, queue_timeout=0.5) as client:
+
+        async def call(name: str, delay_ms: int) -> None:
+            response = await client.get(f"/msg?delay={delay_ms}")
+            results.append((name, response.status_code, trio.current_time()))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(call, "holder", 2000)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(call, "shed", 0)
+        await call("after", 0)  # a free slot is taken at once
+    assert results == [("shed", 503, 0.5), ("holder", 200, 2.0), ("after", 200, 2.0)]
+
+
+async def test_queue_timeout_zero_never_queues(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """queue_timeout=0 rejects at once when full, and serves at once when not."""
+    async with client_for(max_concurrency=1, queue_timeout=0) as client:
+        assert (await client.get("/msg")).status_code == 200
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.get, "/msg?delay=1000")
+            await trio.testing.wait_all_tasks_blocked()
+            response = await client.get("/msg")
+            assert response.status_code == 503
+            assert trio.current_time() == 0.0
