@@ -10,6 +10,10 @@ lint:
     ruff format --check trio_resilience tests benchmarks
     mypy --strict trio_resilience
 
+# Serve the test server on 127.0.0.1:8000 in the foreground (flags: see --help).
+serve *args:
+    python -m trio_resilience serve {{args}}
+
 # Format the code in place.
 fmt:
     ruff format trio_resilience tests benchmarks

@@ -11,7 +11,7 @@ from quart_schema import Info, QuartSchema, RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
 from .. import __version__
-from .logging import get_logger
+from .logging import configure_logging, get_logger
 from .middleware import wrap
 from .routes import faults, health, messages
 from .routes._common import validation_detail
@@ -95,5 +95,13 @@ def _register_error_handlers(app: ResilienceTestApp) -> None:
 
 
 def create_app_from_env() -> ResilienceTestApp:
-    """`create_app` with `ServerSettings.from_env`, for ASGI servers given a path."""
-    return create_app(ServerSettings.from_env())
+    """An app for an ASGI server that loads it by path (``--reload`` does).
+
+    The process is the server's own, so this also sets up logging as the command
+    line does.
+    """
+    settings = ServerSettings.from_env()
+    configure_logging(
+        level=settings.log_level, fmt=settings.log_format, file=settings.log_file
+    )
+    return create_app(settings)
