@@ -42,8 +42,10 @@ async def test_specification_flow() -> None:
 
 
 async def test_concurrent_duplicates_get_one_uuid() -> None:
-    """20 concurrent requests with one X-Request-ID all get the same UUID."""
+    """20 concurrent requests with one X-Request-ID all get the same UUID; all but
+    the one that made it are marked as replays."""
     answers: list[str] = []
+    replayed: list[str | None] = []
     async with (
         serve_in_background() as base_url,
         httpx.AsyncClient(base_url=base_url) as client,
@@ -54,6 +56,7 @@ async def test_concurrent_duplicates_get_one_uuid() -> None:
                 "/msg", params={"delay": 200}, headers={"X-Request-ID": "dup"}
             )
             answers.append(response.json()["message_id"])
+            replayed.append(response.headers.get("Idempotent-Replayed"))
 
         async with trio.open_nursery() as nursery:
             for _ in range(20):
@@ -61,6 +64,7 @@ async def test_concurrent_duplicates_get_one_uuid() -> None:
     assert len(answers) == 20
     assert len(set(answers)) == 1
     uuid.UUID(answers[0])
+    assert sorted(replayed, key=str) == [None] + ["true"] * 19
 
 
 async def test_concurrency_limit_serves_in_waves() -> None:
