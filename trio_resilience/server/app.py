@@ -6,13 +6,14 @@ from typing import Any
 
 import trio
 from pydantic import ValidationError
+from quart import request
 from quart_cors import cors
 from quart_schema import Info, QuartSchema, RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
 from .. import __version__
 from .logging import configure_logging, get_logger
-from .middleware import wrap
+from .middleware import REQUEST_ID_KEY, wrap
 from .routes import faults, health, messages
 from .routes._common import validation_detail
 from .settings import ServerSettings
@@ -90,7 +91,11 @@ def _register_error_handlers(app: ResilienceTestApp) -> None:
 
     @app.errorhandler(Exception)
     async def unexpected_error(error: Exception) -> Any:
-        log.exception("unhandled error")
+        log.exception(
+            "unhandled error",
+            path=request.path,
+            request_id=request.scope.get(REQUEST_ID_KEY),
+        )
         return {"detail": "Internal Server Error"}, 500
 
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 import math
-import uuid
+import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-import structlog
 import trio
 
 from .logging import get_logger
@@ -28,6 +27,7 @@ REQUEST_ID_HEADER = "x-request-id"
 PROCESS_TIME_HEADER = "x-process-time"
 # Keys this package puts in the ASGI scope for the layers below to read.
 REQUEST_ID_KEY = "trio_resilience.request_id"
+RESPONSE_KEY = "trio_resilience.response"
 SLOT_KEY = "trio_resilience.has_slot"
 # Paths never held back by the concurrency limit: a saturated server must still
 # answer health checks and let a test switch its failure injection off.
@@ -71,7 +71,11 @@ async def send_saturated(send: Send) -> None:
 
 
 class _ResponseTracker:
-    """Wraps ``send`` to remember how far the response got."""
+    """Wraps ``send`` to remember how far the response got.
+
+    The outermost layer makes one per request and puts it in the scope, so every
+    layer can see the response's progress without wrapping ``send`` again.
+    """
 
     __slots__ = ("finished", "send", "started", "status")
 
@@ -102,11 +106,15 @@ class ErrorHandlingMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        tracker = _ResponseTracker(send)
+        tracker = scope[RESPONSE_KEY] = _ResponseTracker(send)
         try:
             await self.app(scope, receive, tracker)
         except Exception:
-            self.log.exception("unhandled error", path=scope.get("path"))
+            self.log.exception(
+                "unhandled error",
+                path=scope.get("path"),
+                request_id=scope.get(REQUEST_ID_KEY),
+            )
             if not tracker.started:
                 await send_json(send, 500, {"detail": "Internal Server Error"})
         return None
@@ -115,8 +123,7 @@ class ErrorHandlingMiddleware:
 class RequestLoggingMiddleware:
     """One log line per request; echoes the request id and the processing time.
 
-    The request id is the client's ``X-Request-ID`` or a new UUID; it is bound to
-    the logging context for the request, so every line the request logs carries it.
+    The request id is the client's ``X-Request-ID`` or a new random one.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -127,8 +134,9 @@ class RequestLoggingMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         start = trio.current_time()
-        request_id = _header(scope, REQUEST_ID_HEADER) or uuid.uuid4().hex
+        request_id = _header(scope, REQUEST_ID_HEADER) or secrets.token_hex(16)
         scope[REQUEST_ID_KEY] = request_id
+        tracker: _ResponseTracker = scope[RESPONSE_KEY]
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -140,10 +148,8 @@ class RequestLoggingMiddleware:
                 ]
             await send(message)
 
-        tracker = _ResponseTracker(send_with_headers)
         try:
-            with structlog.contextvars.bound_contextvars(request_id=request_id):
-                await self.app(scope, receive, tracker)
+            await self.app(scope, receive, send_with_headers)
         finally:
             # A response that never started is answered 500 by the layer above.
             self.log.info(
@@ -171,9 +177,9 @@ class TimeoutMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        tracker = _ResponseTracker(send)
         with trio.move_on_after(self.timeout) as deadline:
-            await self.app(scope, receive, tracker)
+            await self.app(scope, receive, send)
+        tracker: _ResponseTracker = scope[RESPONSE_KEY]
         if not deadline.cancelled_caught or tracker.finished:
             return None
         if tracker.started:

@@ -319,6 +319,7 @@ async def test_one_log_line_per_request(autojump_clock: trio.testing.MockClock) 
         {
             "event": "request",
             "log_level": "info",
+            "logger": "trio_resilience.server",
             "method": "GET",
             "path": "/msg",
             "status": 200,
@@ -328,6 +329,7 @@ async def test_one_log_line_per_request(autojump_clock: trio.testing.MockClock) 
         {
             "event": "request",
             "log_level": "info",
+            "logger": "trio_resilience.server",
             "method": "GET",
             "path": "/nope",
             "status": 404,
