@@ -19,6 +19,14 @@ fmt:
     ruff format trio_resilience tests benchmarks
     ruff check --fix trio_resilience tests benchmarks
 
-# Benchmarks (issue 6 adds the runner; for now the primitives benchmark).
+# Every benchmark, one after the other (`just bench --quick` for a smoke run).
 bench *args:
     python benchmarks/bench_primitives.py {{args}}
+    python benchmarks/bench_server.py {{args}}
+
+# One benchmark, with its own flags (see benchmarks/README.md).
+bench-primitives *args:
+    python benchmarks/bench_primitives.py {{args}}
+
+bench-server *args:
+    python benchmarks/bench_server.py {{args}}
