@@ -47,6 +47,7 @@ class RetryDetails:
 
 
 RetryHook = Callable[[RetryDetails], object]
+WaitHint = Callable[[BaseException], "float | None"]
 
 
 def _check_timeout(value: object) -> None:
@@ -63,6 +64,7 @@ class _RetryPolicy:
     backoff: Backoff = attrs.field(validator=attrs.validators.instance_of(Backoff))
     timeout: float | None = attrs.field(validator=lambda _s, _a, v: _check_timeout(v))
     on_retry: RetryHook | None
+    wait_hint: WaitHint | None = None
 
     @classmethod
     def build(
@@ -72,16 +74,28 @@ class _RetryPolicy:
         backoff: Backoff,
         timeout: float | None,
         on_retry: RetryHook | None,
+        wait_hint: WaitHint | None = None,
     ) -> _RetryPolicy:
         if on_retry is not None and not callable(on_retry):
             raise TypeError("on_retry must be callable or None")
+        if wait_hint is not None and not callable(wait_hint):
+            raise TypeError("wait_hint must be callable or None")
         return cls(
             matches=make_matcher(on, name="on"),
             attempts=attempts,
             backoff=backoff,
             timeout=timeout,
             on_retry=on_retry,
+            wait_hint=wait_hint,
         )
+
+    def delay(self, attempt: int, exc: BaseException) -> float:
+        """The backoff delay, or the exception's own hint capped at the maximum."""
+        if self.wait_hint is not None:
+            hint = self.wait_hint(exc)
+            if hint is not None:
+                return min(max(0.0, hint), self.backoff.maximum)
+        return self.backoff.delay(attempt)
 
 
 class Attempt:
@@ -162,7 +176,7 @@ class _RetryLoop:
             return False
         if attempt is not self._current or attempt.num >= policy.attempts:
             return False
-        delay = policy.backoff.delay(attempt.num)
+        delay = policy.delay(attempt.num, exc)
         wake_at = trio.current_time() + delay
         deadline = trio.current_effective_deadline()
         if policy.timeout is not None:
@@ -181,6 +195,7 @@ def retry_context(
     backoff: Backoff = Backoff(),
     timeout: float | None = None,
     on_retry: RetryHook | None = None,
+    wait_hint: WaitHint | None = None,
 ) -> AsyncIterator[Attempt]:
     """Retry an inline block::
 
@@ -194,9 +209,13 @@ def retry_context(
     stops further retries once the next attempt could only start at or after it; it
     does not interrupt a running attempt (wrap the loop in `trio.fail_after` for that:
     the loop then stops retrying in time to re-raise the real error). ``on_retry`` is
-    called with a `RetryDetails` before each backoff sleep.
+    called with a `RetryDetails` before each backoff sleep. ``wait_hint(exc)`` may
+    return a delay the failure itself asks for (a ``Retry-After`` header, say); it
+    replaces the backoff delay, capped at ``backoff.maximum``; None keeps the backoff.
     """
-    return _RetryLoop(_RetryPolicy.build(on, attempts, backoff, timeout, on_retry))
+    return _RetryLoop(
+        _RetryPolicy.build(on, attempts, backoff, timeout, on_retry, wait_hint)
+    )
 
 
 def retry(
@@ -206,6 +225,7 @@ def retry(
     backoff: Backoff = Backoff(),
     timeout: float | None = None,
     on_retry: RetryHook | None = None,
+    wait_hint: WaitHint | None = None,
 ) -> Callable[
     [Callable[P, Coroutine[Any, Any, T]]], Callable[P, Coroutine[Any, Any, T]]
 ]:
@@ -217,7 +237,7 @@ def retry(
         @retry(on=ConnectionError, attempts=4, backoff=Backoff(initial=0.2))
         async def fetch() -> bytes: ...
     """
-    policy = _RetryPolicy.build(on, attempts, backoff, timeout, on_retry)
+    policy = _RetryPolicy.build(on, attempts, backoff, timeout, on_retry, wait_hint)
 
     def decorate(
         fn: Callable[P, Coroutine[Any, Any, T]],

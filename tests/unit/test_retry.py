@@ -366,3 +366,40 @@ def test_decorating_a_sync_function_is_refused() -> None:
         TypeError, match=r"^retry\(\) can only decorate async functions$"
     ):
         retry(on=ValueError)(lambda: None)  # type: ignore[arg-type]
+
+
+class Throttled(Exception):
+    def __init__(self, retry_after: float | None) -> None:
+        super().__init__(f"retry after {retry_after}")
+        self.retry_after = retry_after
+
+
+async def test_wait_hint_replaces_backoff_and_is_capped(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A hinted delay (e.g. Retry-After) wins over backoff, capped at its maximum."""
+    hints = [3.0, None, 100.0]
+    calls: list[float] = []
+
+    @retry(
+        on=Throttled,
+        attempts=4,
+        backoff=EXACT,
+        wait_hint=lambda exc: getattr(exc, "retry_after", None),
+    )
+    async def throttled() -> str:
+        calls.append(trio.current_time())
+        await trio.lowlevel.checkpoint()
+        if hints:
+            raise Throttled(hints.pop(0))
+        return "ok"
+
+    assert await throttled() == "ok"
+    # 3.0 from the hint; 1.0 from backoff (attempt 2); 100 capped at maximum 4.0
+    assert calls == [0.0, 3.0, 4.0, 8.0]
+
+
+def test_wait_hint_must_be_callable() -> None:
+    """wait_hint is checked."""
+    with pytest.raises(TypeError, match=r"^wait_hint must be callable or None$"):
+        retry(on=ValueError, wait_hint=1.0)  # type: ignore[arg-type]
