@@ -4,7 +4,15 @@ import trio_resilience
 import trio_resilience.limiters
 
 CONTRACT = {
-    # names DESIGN.md promises from the package root (primitives part)
+    # names DESIGN.md promises from the package root
+    "ResilientClient",
+    "create_resilient_client",
+    "ClientConfig",
+    "TimeoutConfig",
+    "RetryConfig",
+    "CircuitBreakerConfig",
+    "BulkheadConfig",
+    "LoggingConfig",
     "CircuitBreaker",
     "CircuitState",
     "CircuitBreakerOpenError",

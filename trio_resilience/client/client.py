@@ -1,0 +1,301 @@
+"""ResilientClient: one long-lived httpx.AsyncClient behind retry, breaker and bulkhead.
+
+The send path is layered like httpx's own, one concern per method::
+
+    request -> _send_with_retries -> _send_in_bulkhead -> _send_through_breaker
+            -> _send_once (httpx, then the outcome mapped to a typed error)
+
+Every attempt of one call carries the same request id header. Between attempts the
+retry loop sleeps its backoff holding no bulkhead slot.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+import trio
+
+from ..breaker import CircuitBreaker, CircuitBreakerOpenError, CircuitState
+from ..retry import RetryDetails, retry_context
+from .config import ClientConfig
+from .errors import (
+    APIError,
+    CircuitOpenError,
+    PoolTimeoutError,
+    error_for_exception,
+    error_for_response,
+    is_retryable,
+    is_service_failure,
+    retry_after_hint,
+)
+
+RetryHook = Callable[[RetryDetails], object]
+StateChangeHook = Callable[[CircuitState, CircuitState], object]
+
+
+class ResilientClient:
+    """An async HTTP client that retries, fails fast and limits itself.
+
+    Use it as ``async with ResilientClient(config) as client:``; every method takes
+    httpx's keywords plus ``request_id=`` (the idempotency key sent on every attempt;
+    a UUID4 by default) and returns the `httpx.Response`, or raises one error from
+    `trio_resilience.client.errors`. It starts no task, so closing it leaves nothing
+    running; `close` may be called any number of times.
+
+    ``transport`` replaces httpx's network transport (``httpx.MockTransport`` in unit
+    tests). ``on_retry`` receives a `RetryDetails` before each backoff sleep, and
+    ``on_circuit_state_change(old, new)`` each breaker transition: hooks for metrics.
+    """
+
+    def __init__(
+        self,
+        config: ClientConfig | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        on_retry: RetryHook | None = None,
+        on_circuit_state_change: StateChangeHook | None = None,
+    ) -> None:
+        self.config = config = ClientConfig() if config is None else config
+        timeout = config.timeout
+        self._http = httpx.AsyncClient(
+            base_url=config.base_url,
+            timeout=httpx.Timeout(
+                connect=timeout.connect,
+                read=timeout.read,
+                write=timeout.write,
+                pool=timeout.pool,
+            ),
+            follow_redirects=config.follow_redirects,
+            verify=config.verify_ssl,
+            headers={"User-Agent": config.user_agent},
+            transport=transport,
+        )
+        self._breaker = CircuitBreaker(
+            failure_threshold=config.circuit_breaker.failure_threshold,
+            recovery_timeout=config.circuit_breaker.recovery_timeout,
+            half_open_max_calls=config.circuit_breaker.half_open_max_calls,
+            expected_exception=is_service_failure,
+            on_state_change=on_circuit_state_change,
+        )
+        self._bulkhead = trio.CapacityLimiter(config.bulkhead.max_concurrency)
+        self._backoff = config.retry.backoff()
+        self._on_retry = on_retry
+        self._log = logging.getLogger(config.logging.logger_name)
+        self._log_level = config.logging.levelno
+        self._closed = False
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        """The circuit breaker shared by every call of this client."""
+        return self._breaker
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    async def __aenter__(self) -> Self:
+        self._check_open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection pool; later calls raise `RuntimeError`."""
+        if self._closed:
+            return
+        self._closed = True
+        with trio.CancelScope(shield=True):
+            await self._http.aclose()
+
+    # -- the public verbs ------------------------------------------------------------
+
+    async def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("GET", url, **kwargs)
+
+    async def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("POST", url, **kwargs)
+
+    async def put(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("PUT", url, **kwargs)
+
+    async def patch(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("PATCH", url, **kwargs)
+
+    async def delete(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("DELETE", url, **kwargs)
+
+    async def head(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("HEAD", url, **kwargs)
+
+    async def options(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("OPTIONS", url, **kwargs)
+
+    async def request(
+        self, method: str, url: str, *, request_id: str | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """Send one logical call, retried as configured; see the class docstring."""
+        self._check_open()
+        header = self.config.request_id_header
+        headers = httpx.Headers(kwargs.pop("headers", None))
+        if request_id is None:
+            request_id = headers.get(header) or str(uuid.uuid4())
+        headers[header] = request_id
+        return await self._send_with_retries(
+            method, url, request_id, {**kwargs, "headers": headers}
+        )
+
+    # -- the layers ------------------------------------------------------------------
+
+    async def _send_with_retries(
+        self, method: str, url: str, request_id: str, kwargs: dict[str, Any]
+    ) -> httpx.Response:
+        started = trio.current_time()
+
+        def before_sleep(details: RetryDetails) -> None:
+            self._log_attempt(
+                method, url, request_id, details.attempt, details.exception,
+                started, next_delay=details.delay,
+            )  # fmt: skip
+            if self._on_retry is not None:
+                self._on_retry(details)
+
+        number = 0
+        try:
+            async for attempt in retry_context(
+                on=is_retryable,
+                attempts=self.config.retry.max_attempts,
+                backoff=self._backoff,
+                wait_hint=retry_after_hint,
+                on_retry=before_sleep,
+            ):
+                with attempt:
+                    number = attempt.num
+                    started = trio.current_time()
+                    response = await self._send_in_bulkhead(
+                        method, url, request_id, kwargs
+                    )
+                    self._log_attempt(
+                        method, url, request_id, number, response, started
+                    )
+                    return response
+        except APIError as error:
+            error.attempts = number
+            self._log_attempt(method, url, request_id, number, error, started)
+            raise
+        raise AssertionError("unreachable: the retry loop ended without a result")
+
+    async def _send_in_bulkhead(
+        self, method: str, url: str, request_id: str, kwargs: dict[str, Any]
+    ) -> httpx.Response:
+        borrower = object()
+        try:
+            self._bulkhead.acquire_on_behalf_of_nowait(borrower)
+        except trio.WouldBlock:
+            timeout = self.config.bulkhead.acquisition_timeout
+            acquired = False
+            with trio.move_on_after(timeout):
+                await self._bulkhead.acquire_on_behalf_of(borrower)
+                acquired = True
+            if not acquired:
+                raise PoolTimeoutError(
+                    f"no bulkhead slot free within {timeout:g}s "
+                    f"({self._bulkhead.total_tokens} in use)",
+                    request_id=request_id,
+                ) from None
+        try:
+            return await self._send_through_breaker(method, url, request_id, kwargs)
+        finally:
+            self._bulkhead.release_on_behalf_of(borrower)
+
+    async def _send_through_breaker(
+        self, method: str, url: str, request_id: str, kwargs: dict[str, Any]
+    ) -> httpx.Response:
+        try:
+            async with self._breaker:
+                return await self._send_once(method, url, request_id, kwargs)
+        except CircuitBreakerOpenError as rejected:
+            if isinstance(rejected, APIError):
+                raise
+            raise CircuitOpenError(
+                state=rejected.state,
+                retry_after=rejected.retry_after,
+                request_id=request_id,
+            ) from rejected
+
+    async def _send_once(
+        self, method: str, url: str, request_id: str, kwargs: dict[str, Any]
+    ) -> httpx.Response:
+        try:
+            response = await self._http.request(method, url, **kwargs)
+        except httpx.HTTPError as exc:
+            raise error_for_exception(exc, request_id) from exc
+        error = error_for_response(response, request_id)
+        if error is not None:
+            raise error
+        return response
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this ResilientClient is closed")
+
+    def _log_attempt(
+        self,
+        method: str,
+        url: str,
+        request_id: str,
+        attempt: int,
+        outcome: httpx.Response | BaseException,
+        started: float,
+        *,
+        next_delay: float | None = None,
+    ) -> None:
+        if not self._log.isEnabledFor(self._log_level):
+            return
+        if isinstance(outcome, httpx.Response):
+            result = str(outcome.status_code)
+        else:
+            result = type(outcome).__name__
+        elapsed_ms = (trio.current_time() - started) * 1000
+        fields: dict[str, Any] = {
+            "method": method,
+            "url": url,
+            "attempt": attempt,
+            "outcome": result,
+            "elapsed_ms": round(elapsed_ms, 3),
+            "next_delay": next_delay,
+        }
+        if self.config.logging.include_request_id:
+            fields["request_id"] = request_id
+        then = "giving up" if next_delay is None else f"retrying in {next_delay:.3f}s"
+        if isinstance(outcome, httpx.Response):
+            then = "done"
+        rid = f" [{request_id}]" if self.config.logging.include_request_id else ""
+        self._log.log(
+            self._log_level,
+            "%s %s attempt %d -> %s in %.1f ms; %s%s",
+            method, url, attempt, result, elapsed_ms, then, rid,
+            extra=fields,
+        )  # fmt: skip
+
+
+@asynccontextmanager
+async def create_resilient_client(
+    config: ClientConfig | None = None, **kwargs: Any
+) -> AsyncIterator[ResilientClient]:
+    """``async with create_resilient_client(config) as client:``, closed on exit."""
+    async with ResilientClient(config, **kwargs) as client:
+        yield client

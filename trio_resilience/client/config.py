@@ -1,0 +1,161 @@
+"""`ResilientClient` configuration: frozen, validated, with the seeds' names."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import attrs
+
+from .._validation import check_int, check_number
+from ..backoff import Backoff
+
+
+def _positive_number(name: str) -> Any:
+    return lambda _self, _attr, value: check_number(name, value, above=0)
+
+
+def _non_negative_number(name: str) -> Any:
+    return lambda _self, _attr, value: check_number(name, value, at_least=0)
+
+
+@attrs.frozen(kw_only=True)
+class TimeoutConfig:
+    """httpx's four timeouts, in seconds; each attempt gets them afresh."""
+
+    connect: float = attrs.field(default=5.0, validator=_positive_number("connect"))
+    read: float = attrs.field(default=30.0, validator=_positive_number("read"))
+    write: float = attrs.field(default=30.0, validator=_positive_number("write"))
+    pool: float = attrs.field(default=10.0, validator=_positive_number("pool"))
+
+
+@attrs.frozen(kw_only=True)
+class RetryConfig:
+    """How often and how patiently a failed call is tried again.
+
+    ``max_attempts`` counts every try, the first included. The wait before retry
+    ``n`` is ``min(max_wait_seconds, min_wait_seconds * multiplier ** (n - 1))``,
+    full-jittered when ``jitter`` is true (see `Backoff`); a ``Retry-After`` on 429 or
+    503 replaces it, capped at ``max_wait_seconds``.
+    """
+
+    max_attempts: int = attrs.field(
+        default=3, validator=lambda _s, _a, v: check_int("max_attempts", v, minimum=1)
+    )
+    min_wait_seconds: float = attrs.field(
+        default=1.0, validator=_non_negative_number("min_wait_seconds")
+    )
+    max_wait_seconds: float = attrs.field(
+        default=60.0, validator=_non_negative_number("max_wait_seconds")
+    )
+    multiplier: float = attrs.field(
+        default=2.0,
+        validator=lambda _s, _a, v: check_number("multiplier", v, at_least=1),
+    )
+    jitter: bool = attrs.field(
+        default=True, validator=attrs.validators.instance_of(bool)
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_wait_seconds < self.min_wait_seconds:
+            raise ValueError("max_wait_seconds must be >= min_wait_seconds")
+
+    def backoff(self) -> Backoff:
+        """The `Backoff` these settings describe."""
+        return Backoff(
+            initial=self.min_wait_seconds,
+            maximum=self.max_wait_seconds,
+            multiplier=self.multiplier,
+            jitter=self.jitter,
+        )
+
+
+@attrs.frozen(kw_only=True)
+class CircuitBreakerConfig:
+    """When to stop calling a failing service, and when to probe it again."""
+
+    failure_threshold: int = attrs.field(
+        default=5,
+        validator=lambda _s, _a, v: check_int("failure_threshold", v, minimum=1),
+    )
+    recovery_timeout: float = attrs.field(
+        default=30.0, validator=_non_negative_number("recovery_timeout")
+    )
+    half_open_max_calls: int = attrs.field(
+        default=1,
+        validator=lambda _s, _a, v: check_int("half_open_max_calls", v, minimum=1),
+    )
+
+
+@attrs.frozen(kw_only=True)
+class BulkheadConfig:
+    """At most ``max_concurrency`` attempts in flight; a slot is waited for at most
+    ``acquisition_timeout`` seconds before `PoolTimeoutError`."""
+
+    max_concurrency: int = attrs.field(
+        default=10,
+        validator=lambda _s, _a, v: check_int("max_concurrency", v, minimum=1),
+    )
+    acquisition_timeout: float = attrs.field(
+        default=5.0, validator=_non_negative_number("acquisition_timeout")
+    )
+
+
+def _check_level(_self: object, _attr: object, value: object) -> None:
+    if (
+        not isinstance(value, str)
+        or value.upper() not in logging.getLevelNamesMapping()
+    ):
+        raise ValueError(f"level must be a logging level name, not {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class LoggingConfig:
+    """One standard-library log record per attempt, on ``logger_name`` at ``level``."""
+
+    level: str = attrs.field(default="INFO", validator=_check_level)
+    include_request_id: bool = attrs.field(
+        default=True, validator=attrs.validators.instance_of(bool)
+    )
+    logger_name: str = attrs.field(
+        default="resilient_client", validator=attrs.validators.instance_of(str)
+    )
+
+    @property
+    def levelno(self) -> int:
+        return logging.getLevelNamesMapping()[self.level.upper()]
+
+
+@attrs.frozen(kw_only=True)
+class ClientConfig:
+    """Everything a `ResilientClient` needs; every part has sensible defaults."""
+
+    base_url: str = attrs.field(default="", validator=attrs.validators.instance_of(str))
+    timeout: TimeoutConfig = attrs.field(
+        factory=TimeoutConfig, validator=attrs.validators.instance_of(TimeoutConfig)
+    )
+    retry: RetryConfig = attrs.field(
+        factory=RetryConfig, validator=attrs.validators.instance_of(RetryConfig)
+    )
+    circuit_breaker: CircuitBreakerConfig = attrs.field(
+        factory=CircuitBreakerConfig,
+        validator=attrs.validators.instance_of(CircuitBreakerConfig),
+    )
+    bulkhead: BulkheadConfig = attrs.field(
+        factory=BulkheadConfig, validator=attrs.validators.instance_of(BulkheadConfig)
+    )
+    logging: LoggingConfig = attrs.field(
+        factory=LoggingConfig, validator=attrs.validators.instance_of(LoggingConfig)
+    )
+    follow_redirects: bool = attrs.field(
+        default=True, validator=attrs.validators.instance_of(bool)
+    )
+    verify_ssl: bool = attrs.field(
+        default=True, validator=attrs.validators.instance_of(bool)
+    )
+    user_agent: str = attrs.field(
+        default="trio-resilience", validator=attrs.validators.instance_of(str)
+    )
+    request_id_header: str = attrs.field(
+        default="X-Request-ID", validator=attrs.validators.min_len(1)
+    )

@@ -1,0 +1,229 @@
+"""The errors a `ResilientClient` raises, and the one place outcomes are mapped to them.
+
+::
+
+    APIError                      every client error; .request_id, .attempts
+    ├── APIConnectionError        retryable: the service may answer next time
+    │   ├── APITimeoutError       a client-side timeout (connect, read, write, pool)
+    │   ├── ServerError           5xx not listed below; .status_code, .response
+    │   │   └── ServiceUnavailableError   502 / 503 / 504
+    │   ├── ServerTimeoutError    408
+    │   ├── RateLimitError        429; .retry_after
+    │   └── CircuitOpenError      the circuit breaker refused the call (not retried)
+    ├── APIStatusError            a non-retryable 4xx; .status_code, .response
+    │   ├── AuthenticationError   401 / 403
+    │   ├── NotFoundError         404
+    │   └── InvalidRequestError   400 / 422
+    └── PoolTimeoutError          no bulkhead slot within acquisition_timeout
+
+``CircuitOpenError`` is also a `trio_resilience.CircuitBreakerOpenError`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+
+import httpx
+
+from ..breaker import CircuitBreakerOpenError, CircuitState
+
+
+class APIError(Exception):
+    """Base of every error the client raises."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        request_id: str | None = None,
+        response: httpx.Response | None = None,
+    ) -> None:
+        Exception.__init__(self, message)  # not super(): see CircuitOpenError
+        self.message = message
+        self.request_id = request_id
+        self.response = response
+        self.status_code: int | None = (
+            None if response is None else response.status_code
+        )
+        self.attempts = 0
+        """How many attempts the call made; set when the error leaves the client."""
+
+
+class APIConnectionError(APIError):
+    """The service could not be reached or did not answer properly; retryable."""
+
+
+class APITimeoutError(APIConnectionError):
+    """A client-side timeout: connecting, reading, writing, or waiting for the pool."""
+
+
+class ServerError(APIConnectionError):
+    """A 5xx response other than 502, 503 and 504."""
+
+
+class ServiceUnavailableError(ServerError):
+    """502, 503 or 504: the service or a gateway in front of it is unavailable."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        request_id: str | None = None,
+        response: httpx.Response | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, request_id=request_id, response=response)
+        self.retry_after = retry_after
+
+
+class ServerTimeoutError(APIConnectionError):
+    """408: the server timed out waiting for the request."""
+
+
+class RateLimitError(APIConnectionError):
+    """429: too many requests; ``retry_after`` is the server's wish, if it said."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        request_id: str | None = None,
+        response: httpx.Response | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, request_id=request_id, response=response)
+        self.retry_after = retry_after
+
+
+class CircuitOpenError(APIConnectionError, CircuitBreakerOpenError):
+    """The circuit breaker refused the call; raised at once, never retried."""
+
+    def __init__(
+        self,
+        *,
+        state: CircuitState,
+        retry_after: float,
+        request_id: str | None = None,
+    ) -> None:
+        APIError.__init__(
+            self,
+            f"Circuit breaker is OPEN ({state.name}); retry in {retry_after:.3f}s",
+            request_id=request_id,
+        )
+        self.state = state
+        self.retry_after = retry_after
+        self.name = None
+
+
+class APIStatusError(APIError):
+    """A 4xx response that retrying would not change."""
+
+
+class AuthenticationError(APIStatusError):
+    """401 or 403."""
+
+
+class NotFoundError(APIStatusError):
+    """404."""
+
+
+class InvalidRequestError(APIStatusError):
+    """400 or 422."""
+
+
+class PoolTimeoutError(APIError):
+    """No bulkhead slot came free within ``acquisition_timeout``."""
+
+
+_STATUS_ERRORS: dict[int, type[APIError]] = {
+    400: InvalidRequestError,
+    401: AuthenticationError,
+    403: AuthenticationError,
+    404: NotFoundError,
+    408: ServerTimeoutError,
+    422: InvalidRequestError,
+    429: RateLimitError,
+    502: ServiceUnavailableError,
+    503: ServiceUnavailableError,
+    504: ServiceUnavailableError,
+}
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds:  # NaN
+        return None
+    return max(0.0, seconds)
+
+
+def error_for_response(
+    response: httpx.Response, request_id: str | None
+) -> APIError | None:
+    """The error a response stands for, or None for a success."""
+    status = response.status_code
+    if status < 400:
+        return None
+    cls = _STATUS_ERRORS.get(status)
+    if cls is None:
+        cls = ServerError if status >= 500 else APIStatusError
+    message = f"{response.request.method} {response.request.url} -> {status}"
+    detail = _detail(response)
+    if detail:
+        message = f"{message}: {detail}"
+    if cls in (RateLimitError, ServiceUnavailableError):
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        return cls(
+            message, request_id=request_id, response=response, retry_after=retry_after
+        )
+    return cls(message, request_id=request_id, response=response)
+
+
+def error_for_exception(exc: httpx.HTTPError, request_id: str | None) -> APIError:
+    """The error an httpx exception stands for."""
+    message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if isinstance(exc, httpx.TimeoutException):
+        return APITimeoutError(message, request_id=request_id)
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError):
+        return APIError(message, request_id=request_id)  # retrying cannot help
+    if isinstance(exc, httpx.TransportError):
+        return APIConnectionError(message, request_id=request_id)
+    return APIError(message, request_id=request_id)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Retried: connection problems, timeouts, 408, 429, 5xx; not an open circuit."""
+    return isinstance(exc, APIConnectionError) and not isinstance(exc, CircuitOpenError)
+
+
+def is_service_failure(exc: BaseException) -> bool:
+    """Counted by the circuit breaker: the service failed, not the request (4xx)."""
+    return isinstance(exc, APIConnectionError) and not isinstance(
+        exc, RateLimitError | ServerTimeoutError | CircuitOpenError
+    )
+
+
+def retry_after_hint(exc: BaseException) -> float | None:
+    """The delay a 429 or 503 asked for, if any."""
+    return getattr(exc, "retry_after", None) if isinstance(exc, APIError) else None
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(body, dict) and "detail" in body:
+        return str(body["detail"])[:200]
+    return ""
