@@ -6,8 +6,8 @@ test *args:
 
 # Lint: ruff check, ruff format --check and mypy --strict on the package.
 lint:
-    ruff check trio_resilience tests benchmarks
-    ruff format --check trio_resilience tests benchmarks
+    ruff check trio_resilience tests benchmarks examples
+    ruff format --check trio_resilience tests benchmarks examples
     mypy --strict trio_resilience
 
 # Serve the test server on 127.0.0.1:8000 in the foreground (flags: see --help).
@@ -16,8 +16,8 @@ serve *args:
 
 # Format the code in place.
 fmt:
-    ruff format trio_resilience tests benchmarks
-    ruff check --fix trio_resilience tests benchmarks
+    ruff format trio_resilience tests benchmarks examples
+    ruff check --fix trio_resilience tests benchmarks examples
 
 # Every benchmark, one after the other (`just bench --quick` for a smoke run).
 bench *args:

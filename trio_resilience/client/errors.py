@@ -106,9 +106,10 @@ class CircuitOpenError(APIConnectionError, CircuitBreakerOpenError):
         retry_after: float,
         request_id: str | None = None,
     ) -> None:
+        why = "" if state is CircuitState.OPEN else " (half-open, all probes busy)"
         APIError.__init__(
             self,
-            f"Circuit breaker is OPEN ({state.name}); retry in {retry_after:.3f}s",
+            f"Circuit breaker is OPEN{why}; not sent, retry in {retry_after:.3f}s",
             request_id=request_id,
         )
         self.state = state
