@@ -19,7 +19,7 @@ def _non_negative_number(name: str) -> Any:
     return lambda _self, _attr, value: check_number(name, value, at_least=0)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen
 class TimeoutConfig:
     """httpx's four timeouts, in seconds; each attempt gets them afresh."""
 
@@ -29,7 +29,7 @@ class TimeoutConfig:
     pool: float = attrs.field(default=10.0, validator=_positive_number("pool"))
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen
 class RetryConfig:
     """How often and how patiently a failed call is tried again.
 
@@ -70,7 +70,7 @@ class RetryConfig:
         )
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen
 class CircuitBreakerConfig:
     """When to stop calling a failing service, and when to probe it again."""
 
@@ -87,7 +87,7 @@ class CircuitBreakerConfig:
     )
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen
 class BulkheadConfig:
     """At most ``max_concurrency`` attempts in flight; a slot is waited for at most
     ``acquisition_timeout`` seconds before `PoolTimeoutError`."""
@@ -109,7 +109,7 @@ def _check_level(_self: object, _attr: object, value: object) -> None:
         raise ValueError(f"level must be a logging level name, not {value!r}")
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen
 class LoggingConfig:
     """One standard-library log record per attempt, on ``logger_name`` at ``level``."""
 
@@ -126,7 +126,7 @@ class LoggingConfig:
         return logging.getLevelNamesMapping()[self.level.upper()]
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen
 class ClientConfig:
     """Everything a `ResilientClient` needs; every part has sensible defaults."""
 
