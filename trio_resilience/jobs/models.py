@@ -1,0 +1,78 @@
+"""Jobs, their states, and what a handler sees of its job."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import attrs
+import trio
+
+
+class JobStatus(enum.Enum):
+    """Where a job is in its life: pending -> running -> one of the three ends."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+@attrs.define(eq=False)
+class Job:
+    """One submitted job, updated by the queue as it runs (times are trio time)."""
+
+    id: str
+    type: str
+    payload: dict[str, Any]
+    key: str | None = None
+    status: JobStatus = JobStatus.PENDING
+    intermediate_results: list[Any] = attrs.field(factory=list)
+    final_result: Any = None
+    error: str | None = None
+    attempt: int = 0
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    _done: trio.Event = attrs.field(factory=trio.Event, repr=False)
+    _scope: trio.CancelScope | None = attrs.field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view, as the HTTP API serves it."""
+        return {
+            "id": self.id,
+            "type": self.type,
+            "status": self.status.value,
+            "payload": self.payload,
+            "intermediate_results": list(self.intermediate_results),
+            "final_result": self.final_result,
+            "error": self.error,
+            "attempt": self.attempt,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
+
+
+@attrs.frozen
+class JobContext:
+    """What a handler gets besides its payload: its job's id and a results outlet."""
+
+    _job: Job = attrs.field(alias="job")
+
+    @property
+    def job_id(self) -> str:
+        return self._job.id
+
+    @property
+    def attempt(self) -> int:
+        return self._job.attempt
+
+    def add_result(self, data: Any) -> None:
+        """Publish an intermediate result; pollers see it at once."""
+        self._job.intermediate_results.append(data)

@@ -1,0 +1,281 @@
+"""JobQueue: a worker pool living in a nursery, fed by a memory channel."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any, Self
+
+import attrs
+import trio
+
+from .._service import open_service_nursery
+from .._validation import check_int, check_number
+from .models import Job, JobContext, JobStatus
+from .registry import HandlerRegistry, default_registry
+
+
+class QueueFullError(Exception):
+    """``max_queued`` jobs are already waiting; try again later."""
+
+
+class JobNotFoundError(KeyError):
+    """No job with that id (never submitted, or already dropped)."""
+
+    def __str__(self) -> str:
+        return f"no job {self.args[0]!r}"
+
+
+@attrs.frozen
+class JobQueueStatistics:
+    workers: int
+    pending: int
+    running: int
+    retained: int
+
+
+class JobQueue:
+    """Run submitted jobs on ``workers`` tasks that live in the queue's own nursery.
+
+    ::
+
+        async with JobQueue(registry, workers=4) as queue:
+            job_id = await queue.submit("resize", {"image": "a.png"})
+            job = await queue.wait(job_id)
+
+    Jobs wait in arrival order; at most ``max_queued`` may wait (`QueueFullError`
+    beyond). A handler that raises fails its job with the exception's type and message;
+    one that runs past ``job_timeout`` fails with "timed out". Finished jobs are kept
+    for ``result_ttl`` seconds and at most ``max_retained`` of them (oldest dropped
+    first), so memory stays bounded. Leaving the block stops intake, cancels jobs still
+    waiting, gives running ones ``shutdown_grace`` seconds, then cancels them: after
+    exit no job is "running" and no task remains.
+    """
+
+    def __init__(
+        self,
+        registry: HandlerRegistry | None = None,
+        *,
+        workers: int = 4,
+        max_queued: int = 1000,
+        job_timeout: float | None = None,
+        result_ttl: float = 3600.0,
+        max_retained: int = 10_000,
+        shutdown_grace: float = 5.0,
+    ) -> None:
+        self._registry = default_registry if registry is None else registry
+        self._workers = check_int("workers", workers, minimum=1)
+        self._max_queued = check_int("max_queued", max_queued, minimum=1)
+        self._job_timeout = (
+            math.inf
+            if job_timeout is None
+            else check_number("job_timeout", job_timeout, above=0)
+        )
+        self._result_ttl = check_number("result_ttl", result_ttl, above=0)
+        self._max_retained = check_int("max_retained", max_retained, minimum=0)
+        self._grace = check_number("shutdown_grace", shutdown_grace, at_least=0)
+        self._jobs: dict[str, Job] = {}
+        self._keys: dict[str, str] = {}
+        self._finished: OrderedDict[str, float] = OrderedDict()
+        self._pending = 0
+        self._running = 0
+        self._send: trio.MemorySendChannel[Job] | None = None
+        self._runner: Any = None
+
+    @property
+    def registry(self) -> HandlerRegistry:
+        return self._registry
+
+    # -- lifetime -------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._runner is not None:
+            raise RuntimeError("this JobQueue is already open")
+        self._runner = self._run()
+        await self._runner.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        runner, self._runner = self._runner, None
+        result: bool | None = await runner.__aexit__(exc_type, exc, tb)
+        return result
+
+    @asynccontextmanager
+    async def _run(self) -> AsyncIterator[None]:
+        send, receive = trio.open_memory_channel[Job](math.inf)
+        async with open_service_nursery() as nursery:
+            async with receive:
+                for _ in range(self._workers):
+                    nursery.start_soon(self._worker, receive.clone())
+            self._send = send
+            try:
+                yield
+            finally:
+                self._send = None
+                send.close()
+                for job in list(self._jobs.values()):
+                    if job.status is JobStatus.PENDING:
+                        self._finish(job, JobStatus.CANCELLED, error="queue shut down")
+                self._pending = 0
+                running = [
+                    j for j in self._jobs.values() if j.status is JobStatus.RUNNING
+                ]
+                with trio.move_on_after(self._grace):
+                    for job in running:
+                        await job._done.wait()
+
+    async def _worker(self, receive: trio.MemoryReceiveChannel[Job]) -> None:
+        async with receive:
+            async for job in receive:
+                if job.status is JobStatus.PENDING:
+                    await self._execute(job)
+
+    async def _execute(self, job: Job) -> None:
+        self._pending -= 1
+        self._running += 1
+        job.status = JobStatus.RUNNING
+        job.started_at = trio.current_time()
+        job.attempt += 1
+        try:
+            with trio.CancelScope() as cancel_scope:
+                job._scope = cancel_scope
+                with trio.move_on_after(self._job_timeout) as deadline:
+                    try:
+                        handler = self._registry.get(job.type)
+                        result = await handler(job.payload, JobContext(job=job))
+                    except Exception as exc:
+                        self._finish(
+                            job, JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}"
+                        )
+                        return
+                    self._finish(job, JobStatus.COMPLETED, result=result)
+                    return
+                if deadline.cancelled_caught:
+                    timeout = f"{self._job_timeout:g}"
+                    self._finish(
+                        job, JobStatus.FAILED, error=f"timed out after {timeout}s"
+                    )
+                    return
+            if cancel_scope.cancelled_caught:
+                self._finish(job, JobStatus.CANCELLED, error="cancelled")
+        finally:
+            self._running -= 1
+            job._scope = None
+            if job.status is JobStatus.RUNNING:  # the queue itself is being cancelled
+                self._finish(job, JobStatus.CANCELLED, error="queue shut down")
+
+    def _finish(
+        self,
+        job: Job,
+        status: JobStatus,
+        *,
+        result: Any = None,
+        error: str | None = None,
+    ) -> None:
+        job.status = status
+        job.final_result = result
+        job.error = error
+        job.finished_at = trio.current_time()
+        self._finished[job.id] = job.finished_at
+        job._done.set()
+        self._prune()
+
+    def _prune(self) -> None:
+        now = trio.current_time()
+        while self._finished:
+            job_id, finished_at = next(iter(self._finished.items()))
+            if len(self._finished) <= self._max_retained and (
+                finished_at + self._result_ttl > now
+            ):
+                break
+            del self._finished[job_id]
+            job = self._jobs.pop(job_id)
+            if job.key is not None and self._keys.get(job.key) == job_id:
+                del self._keys[job.key]
+
+    # -- the API --------------------------------------------------------------------
+
+    async def submit(
+        self,
+        job_type: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        key: str | None = None,
+    ) -> str:
+        """Queue a job and return its id at once.
+
+        Raises `UnknownJobTypeError` (a `KeyError`) for an unregistered type and
+        `QueueFullError` when ``max_queued`` jobs are waiting. A ``key`` seen before
+        (while its job is retained) returns that job's id instead of a new job.
+        """
+        await trio.lowlevel.checkpoint()
+        if self._send is None:
+            raise RuntimeError(
+                "JobQueue must be used inside 'async with JobQueue(...)'"
+            )
+        self._prune()
+        if key is not None and key in self._keys:
+            return self._keys[key]
+        self._registry.get(job_type)
+        if self._pending >= self._max_queued:
+            raise QueueFullError(f"{self._pending} jobs are already waiting")
+        job = Job(
+            id=uuid.uuid4().hex,
+            type=job_type,
+            payload={} if payload is None else payload,
+            key=key,
+            created_at=trio.current_time(),
+        )
+        self._jobs[job.id] = job
+        if key is not None:
+            self._keys[key] = job.id
+        self._pending += 1
+        self._send.send_nowait(job)
+        return job.id
+
+    def get(self, job_id: str) -> Job:
+        """The job, live (its fields change as it runs); else `JobNotFoundError`."""
+        self._prune()
+        try:
+            return self._jobs[job_id]
+        except KeyError:
+            raise JobNotFoundError(job_id) from None
+
+    async def wait(self, job_id: str) -> Job:
+        """Block until the job is completed, failed or cancelled; return it."""
+        job = self.get(job_id)
+        await job._done.wait()
+        return job
+
+    def cancel(self, job_id: str) -> Job:
+        """Cancel a job: a waiting one at once, a running one through its scope."""
+        job = self.get(job_id)
+        if job.status is JobStatus.PENDING:
+            self._pending -= 1
+            self._finish(job, JobStatus.CANCELLED, error="cancelled")
+        elif job.status is JobStatus.RUNNING and job._scope is not None:
+            job._scope.cancel()
+        return job
+
+    def list(self, status: JobStatus | None = None) -> list[Job]:
+        """Retained jobs in submission order, optionally only those in ``status``."""
+        self._prune()
+        jobs = self._jobs.values()
+        return [job for job in jobs if status is None or job.status is status]
+
+    def statistics(self) -> JobQueueStatistics:
+        return JobQueueStatistics(
+            workers=self._workers,
+            pending=self._pending,
+            running=self._running,
+            retained=len(self._jobs),
+        )
