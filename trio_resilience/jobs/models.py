@@ -42,8 +42,13 @@ class Job:
     _done: trio.Event = attrs.field(factory=trio.Event, repr=False)
     _scope: trio.CancelScope | None = attrs.field(default=None, repr=False)
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view, as the HTTP API serves it."""
+    def to_dict(self, *, clock_offset: float = 0.0) -> dict[str, Any]:
+        """A JSON-ready view. Times are trio time plus ``clock_offset`` (the HTTP API
+        passes ``time.time() - trio.current_time()`` to serve Unix timestamps)."""
+
+        def at(moment: float | None) -> float | None:
+            return None if moment is None else moment + clock_offset
+
         return {
             "id": self.id,
             "type": self.type,
@@ -53,9 +58,9 @@ class Job:
             "final_result": self.final_result,
             "error": self.error,
             "attempt": self.attempt,
-            "created_at": self.created_at,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
+            "created_at": at(self.created_at),
+            "started_at": at(self.started_at),
+            "finished_at": at(self.finished_at),
         }
 
 

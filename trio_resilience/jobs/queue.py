@@ -242,6 +242,11 @@ class JobQueue:
         self._send.send_nowait(job)
         return job.id
 
+    def has_key(self, key: str) -> bool:
+        """Whether a retained job was submitted with this idempotency key."""
+        self._prune()
+        return key in self._keys
+
     def get(self, job_id: str) -> Job:
         """The job, live (its fields change as it runs); else `JobNotFoundError`."""
         self._prune()

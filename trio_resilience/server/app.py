@@ -12,9 +12,10 @@ from quart_schema import Info, QuartSchema, RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
 from .. import __version__
+from ..jobs import JobQueue
 from .logging import configure_logging, get_logger
 from .middleware import REQUEST_ID_KEY, wrap
-from .routes import faults, health, messages
+from .routes import crud, faults, health, jobs, messages
 from .routes._common import validation_detail
 from .settings import ServerSettings
 from .state import ResilienceTestApp, ServerState
@@ -44,19 +45,51 @@ def create_app(settings: ServerSettings | None = None) -> ResilienceTestApp:
         redoc_ui_path="/redocs" if docs else None,
         scalar_ui_path=None,
     )
-    for group in (messages, faults, health):
-        app.register_blueprint(group.blueprint)
+    for blueprint in (
+        messages.blueprint,
+        faults.blueprint,
+        health.blueprint,
+        jobs.blueprint,
+        crud.items,
+        crud.users,
+    ):
+        app.register_blueprint(blueprint)
+    for name in ("items", "users"):
+        app.state.resources[name] = crud.ResourceStore(app.state.new_cache())
+    # Background tasks (the job queue) get the grace period, plus a margin.
+    app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = settings.shutdown_grace_period + 1
     _register_error_handlers(app)
     if settings.cors_enabled:
         cors(app, allow_origin=list(settings.cors_origins) or "*")
 
+    stop_jobs = trio.Event()
+    jobs_stopped = trio.Event()
+
+    async def run_jobs(task_status: trio.TaskStatus[None]) -> None:
+        try:
+            async with JobQueue(
+                workers=settings.job_workers,
+                max_queued=settings.job_queue_size,
+                job_timeout=settings.job_timeout,
+                result_ttl=settings.job_result_ttl,
+                shutdown_grace=settings.shutdown_grace_period,
+            ) as queue:
+                app.state._jobs = queue
+                task_status.started()
+                await stop_jobs.wait()
+        finally:
+            jobs_stopped.set()
+
     @app.before_serving
-    async def record_start() -> None:
+    async def start() -> None:
         app.state.started_at = trio.current_time()
+        await app.nursery.start(run_jobs)
         get_logger().info("server starting", settings=settings.model_dump(mode="json"))
 
     @app.after_serving
-    async def record_stop() -> None:
+    async def stop() -> None:
+        stop_jobs.set()
+        await jobs_stopped.wait()
         get_logger().info("server stopped")
 
     inner: Any = app.asgi_app

@@ -55,6 +55,16 @@ class ServerSettings(BaseModel):
     cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="Allowed CORS origins (comma-separated in the environment)."
     )
+    job_workers: int = Field(4, ge=1, le=1000, description="Job queue workers.")
+    job_queue_size: int = Field(
+        1000, ge=1, le=1_000_000, description="Jobs that may wait before a 503."
+    )
+    job_timeout: float | None = Field(
+        None, gt=0, le=86_400, description="Seconds a job may run; unset = no limit."
+    )
+    job_result_ttl: float = Field(
+        3600.0, gt=0, le=86_400 * 7, description="Seconds finished jobs are kept."
+    )
     shutdown_grace_period: float = Field(
         10.0, ge=0, le=3600, description="Seconds in-flight requests get at shutdown."
     )

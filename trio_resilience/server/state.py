@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import cast
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 import trio
 from quart import current_app
 from quart_trio import QuartTrio
 
+from ..jobs import JobQueue
 from .faults import FailureInjector
 from .idempotency import SingleFlight, TTLCache
 from .settings import ServerSettings
+
+if TYPE_CHECKING:
+    from .routes.crud import ResourceStore
 
 
 @attrs.define(eq=False)
@@ -22,13 +26,24 @@ class ServerState:
     faults: FailureInjector = attrs.field(factory=FailureInjector)
     messages: SingleFlight[str, str] = attrs.field(init=False)
     limiter: trio.CapacityLimiter = attrs.field(init=False)
+    resources: dict[str, ResourceStore] = attrs.field(factory=dict)
     started_at: float = 0.0
+    _jobs: JobQueue | None = None
 
     def __attrs_post_init__(self) -> None:
-        self.messages = SingleFlight(
-            TTLCache(self.settings.cache_max_size, self.settings.cache_ttl_seconds)
-        )
+        self.messages = SingleFlight(self.new_cache())
         self.limiter = trio.CapacityLimiter(self.settings.max_concurrency)
+
+    def new_cache(self) -> TTLCache[str, Any]:
+        """An idempotency cache sized and timed by the settings."""
+        return TTLCache(self.settings.cache_max_size, self.settings.cache_ttl_seconds)
+
+    @property
+    def jobs(self) -> JobQueue:
+        """The job queue; it runs while the app is serving."""
+        if self._jobs is None:
+            raise RuntimeError("the job queue runs only while the app is serving")
+        return self._jobs
 
 
 class ResilienceTestApp(QuartTrio):

@@ -1,0 +1,134 @@
+"""In-memory CRUD demo resources (/api/v1/items, /api/v1/users).
+
+POST is idempotent by ``X-Request-ID``: a repeated id returns the resource the first
+request created, so client retries of writes can be tested end to end.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from pydantic import BaseModel, EmailStr, Field, ValidationError
+from quart import Blueprint, Response, request
+from quart_schema import document_request, document_response, tag
+
+from ..idempotency import TTLCache
+from ..state import server_state
+from ._common import ErrorDetail, ValidationErrorDetail, validation_detail
+from .jobs import json_response
+
+
+class ItemIn(BaseModel, extra="forbid"):
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(None, max_length=2000)
+    price: float = Field(ge=0, allow_inf_nan=False)
+    quantity: int = Field(0, ge=0)
+
+
+class UserIn(BaseModel, extra="forbid"):
+    name: str = Field(min_length=1, max_length=200)
+    email: EmailStr
+
+
+class ResourceStore:
+    """One resource collection: records by integer id, and POST keys to ids."""
+
+    def __init__(self, keys: TTLCache[str, int]) -> None:
+        self.records: dict[int, dict[str, Any]] = {}
+        self.keys = keys
+        self._ids = itertools.count(1)
+
+    def create(self, data: dict[str, Any]) -> dict[str, Any]:
+        record = {"id": next(self._ids), **data}
+        self.records[record["id"]] = record
+        return record
+
+
+def crud_blueprint(name: str, model: type[BaseModel]) -> Blueprint:
+    """Create, read, list, update and delete for one in-memory collection."""
+    blueprint = Blueprint(name, __name__, url_prefix=f"/api/v1/{name}")
+
+    def store() -> ResourceStore:
+        return server_state().resources[name]
+
+    async def parse_body() -> BaseModel | Response:
+        try:
+            return model.model_validate_json(await request.get_data())
+        except ValidationError as error:
+            return json_response(validation_detail(error, "body").model_dump(), 422)
+
+    def not_found() -> Response:
+        return json_response({"detail": f"{name[:-1].capitalize()} not found"}, 404)
+
+    @blueprint.post("")
+    @tag([name])
+    @document_request(model)
+    @document_response(ErrorDetail, 400)
+    @document_response(ValidationErrorDetail, 422)
+    async def create() -> Response:
+        body = await parse_body()
+        if isinstance(body, Response):
+            return body
+        records = store()
+        key = request.headers.get("X-Request-ID")
+        if key is not None and not 0 < len(key.strip()) <= 256:
+            return json_response(
+                {"detail": "X-Request-ID must be 1 to 256 characters"}, 400
+            )
+        if key is not None:
+            existing = records.keys.get(key)
+            if existing is not None and existing in records.records:
+                record = records.records[existing]
+                headers = {
+                    "Location": f"/api/v1/{name}/{existing}",
+                    "Idempotent-Replayed": "true",
+                }
+                return json_response(record, 201, headers)
+        record = records.create(body.model_dump())
+        if key is not None:
+            records.keys.set(key, record["id"])
+        return json_response(
+            record, 201, {"Location": f"/api/v1/{name}/{record['id']}"}
+        )
+
+    @blueprint.get("")
+    @tag([name])
+    async def list_all() -> Response:
+        return json_response({name: list(store().records.values())})
+
+    @blueprint.get("/<int:record_id>")
+    @tag([name])
+    @document_response(ErrorDetail, 404)
+    async def read(record_id: int) -> Response:
+        record = store().records.get(record_id)
+        return not_found() if record is None else json_response(record)
+
+    @blueprint.put("/<int:record_id>")
+    @tag([name])
+    @document_request(model)
+    @document_response(ErrorDetail, 404)
+    @document_response(ValidationErrorDetail, 422)
+    async def update(record_id: int) -> Response:
+        records = store().records
+        if record_id not in records:
+            return not_found()
+        body = await parse_body()
+        if isinstance(body, Response):
+            return body
+        records[record_id] = {"id": record_id, **body.model_dump()}
+        return json_response(records[record_id])
+
+    @blueprint.delete("/<int:record_id>")
+    @tag([name])
+    @document_response(ErrorDetail, 404)
+    async def delete(record_id: int) -> Response:
+        if store().records.pop(record_id, None) is None:
+            return not_found()
+        return Response("", status=204)
+
+    return blueprint
+
+
+items = crud_blueprint("items", ItemIn)
+users = crud_blueprint("users", UserIn)
