@@ -1,0 +1,237 @@
+"""The job API and the CRUD demo through Quart's test client, on virtual time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from quart.testing import QuartClient
+
+from trio_resilience.server import ServerSettings, create_app
+
+
+@asynccontextmanager
+async def client_for(**settings: Any) -> AsyncIterator[QuartClient]:
+    # quart-trio's test app allows 6 s for shutdown (and then leaks its nursery), so
+    # jobs still running at the end get a 1 s grace period here, not the default 10.
+    settings.setdefault("shutdown_grace_period", 1)
+    app = create_app(ServerSettings(**settings))
+    async with app.test_app():
+        yield app.test_client()
+
+
+async def test_submit_and_poll(autojump_clock: trio.testing.MockClock) -> None:
+    """POST returns 202 + Location at once; polling shows progress, then the result."""
+    async with client_for() as client:
+        response = await client.post(
+            "/api/v1/jobs", json={"type": "long_running", "payload": {"duration": 3}}
+        )
+        assert response.status_code == 202
+        job = await response.get_json()
+        assert response.headers["Location"] == f"/api/v1/jobs/{job['id']}"
+        assert job["status"] == "pending"
+        await trio.sleep(1.5)
+        running = await (await client.get(response.headers["Location"])).get_json()
+        assert running["status"] == "running"
+        assert running["intermediate_results"] == [{"progress": 0.3333}]
+        await trio.sleep(2)
+        done = await (await client.get(response.headers["Location"])).get_json()
+    assert done["status"] == "completed"
+    assert done["final_result"] == {"duration": 3.0}
+    assert done["finished_at"] - done["created_at"] == pytest.approx(3.0)
+    assert done["error"] is None
+
+
+async def test_failed_job_reports_its_error(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A handler's exception shows as status failed with type and message."""
+    async with client_for() as client:
+        response = await client.post(
+            "/api/v1/jobs", json={"type": "data_processing", "payload": {"items": "x"}}
+        )
+        await trio.sleep(1)
+        job = await (await client.get(response.headers["Location"])).get_json()
+    assert job["status"] == "failed"
+    assert job["error"] == "ValueError: items must be a list of numbers"
+
+
+async def test_job_timeout_setting(autojump_clock: trio.testing.MockClock) -> None:
+    """SERVER_JOB_TIMEOUT fails jobs that run too long."""
+    async with client_for(job_timeout=2) as client:
+        response = await client.post(
+            "/api/v1/jobs", json={"type": "long_running", "payload": {"duration": 10}}
+        )
+        await trio.sleep(3)
+        job = await (await client.get(response.headers["Location"])).get_json()
+    assert (job["status"], job["error"]) == ("failed", "timed out after 2s")
+
+
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        ("{not json", ["body"]),
+        ('{"payload": {}}', ["body", "type"]),
+        ('{"type": ""}', ["body", "type"]),
+        ('{"type": "echo", "payload": [1]}', ["body", "payload"]),
+        ('{"type": "echo", "extra": 1}', ["body", "extra"]),
+    ],
+)
+async def test_malformed_body_is_422(
+    autojump_clock: trio.testing.MockClock, body: str, loc: list[str]
+) -> None:
+    """Bad JSON or a body of the wrong shape is a 422 naming the field."""
+    async with client_for() as client:
+        response = await client.post(
+            "/api/v1/jobs", data=body, headers={"Content-Type": "application/json"}
+        )
+        detail = (await response.get_json())["detail"]
+    assert response.status_code == 422
+    assert detail[0]["loc"] == loc
+
+
+async def test_unknown_type_is_400_listing_types(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """An unregistered type is a 400 that lists the known types."""
+    async with client_for() as client:
+        response = await client.post("/api/v1/jobs", json={"type": "mine"})
+    assert response.status_code == 400
+    assert (await response.get_json())["detail"] == (
+        "unknown job type 'mine'; known types: data_processing, echo, long_running"
+    )
+
+
+async def test_full_queue_is_503(autojump_clock: trio.testing.MockClock) -> None:
+    """When job_queue_size jobs wait, POST answers 503 with Retry-After."""
+    async with client_for(job_workers=1, job_queue_size=1) as client:
+        slow = {"type": "long_running", "payload": {"duration": 60}}
+        assert (await client.post("/api/v1/jobs", json=slow)).status_code == 202
+        await trio.testing.wait_all_tasks_blocked()
+        assert (await client.post("/api/v1/jobs", json=slow)).status_code == 202
+        full = await client.post("/api/v1/jobs", json=slow)
+    assert full.status_code == 503
+    assert full.headers["Retry-After"] == "1"
+    assert await full.get_json() == {"detail": "Job queue is full"}
+
+
+async def test_request_id_makes_submission_idempotent(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The same X-Request-ID returns the first job, marked as a replay."""
+    async with client_for() as client:
+        headers = {"X-Request-ID": "submit-1"}
+        first = await client.post(
+            "/api/v1/jobs", json={"type": "echo"}, headers=headers
+        )
+        again = await client.post(
+            "/api/v1/jobs", json={"type": "echo"}, headers=headers
+        )
+        listed = await (await client.get("/api/v1/jobs")).get_json()
+    assert (await first.get_json())["id"] == (await again.get_json())["id"]
+    assert "Idempotent-Replayed" not in first.headers
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert len(listed["jobs"]) == 1
+
+
+async def test_list_filter_cancel_and_404(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """GET ?status= filters; DELETE cancels; unknown ids are 404."""
+    async with client_for(job_workers=1) as client:
+        slow = {"type": "long_running", "payload": {"duration": 60}}
+        running = await (await client.post("/api/v1/jobs", json=slow)).get_json()
+        waiting = await (await client.post("/api/v1/jobs", json=slow)).get_json()
+        await trio.sleep(1)
+        by_status = await (await client.get("/api/v1/jobs?status=pending")).get_json()
+        assert [j["id"] for j in by_status["jobs"]] == [waiting["id"]]
+        cancelled = await client.delete(f"/api/v1/jobs/{waiting['id']}")
+        assert (await cancelled.get_json())["status"] == "cancelled"
+        await client.delete(f"/api/v1/jobs/{running['id']}")
+        await trio.testing.wait_all_tasks_blocked()
+        job = await (await client.get(f"/api/v1/jobs/{running['id']}")).get_json()
+        assert job["status"] == "cancelled"
+        missing = await client.get("/api/v1/jobs/nope")
+        assert (missing.status_code, await missing.get_json()) == (
+            404,
+            {"detail": "Job not found"},
+        )
+        assert (await client.delete("/api/v1/jobs/nope")).status_code == 404
+        assert (await client.get("/api/v1/jobs?status=bogus")).status_code == 422
+
+
+async def test_shutdown_leaves_no_job_running(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Stopping the app cancels running jobs after the grace period."""
+    app = create_app(ServerSettings(shutdown_grace_period=2))
+    async with app.test_app():
+        client = app.test_client()
+        slow = {"type": "long_running", "payload": {"duration": 60}}
+        job_id = (await (await client.post("/api/v1/jobs", json=slow)).get_json())["id"]
+        await trio.sleep(1)
+    job = app.state._jobs.get(job_id) if app.state._jobs else None
+    assert job is not None
+    assert job.status.value == "cancelled"
+    assert trio.current_time() == 3.0
+
+
+@pytest.mark.parametrize(
+    ("collection", "valid", "invalid"),
+    [
+        ("items", {"name": "pen", "price": 1.5}, {"name": "pen", "price": -1}),
+        ("users", {"name": "Ann", "email": "ann@example.com"}, {"name": "Ann"}),
+    ],
+)
+async def test_crud(
+    autojump_clock: trio.testing.MockClock,
+    collection: str,
+    valid: dict[str, Any],
+    invalid: dict[str, Any],
+) -> None:
+    """Create (idempotent by X-Request-ID), read, list, update, delete."""
+    base = f"/api/v1/{collection}"
+    async with client_for() as client:
+        created = await client.post(base, json=valid, headers={"X-Request-ID": "c1"})
+        assert created.status_code == 201
+        record = await created.get_json()
+        assert created.headers["Location"] == f"{base}/{record['id']}"
+        replay = await client.post(base, json=valid, headers={"X-Request-ID": "c1"})
+        assert (replay.status_code, await replay.get_json()) == (201, record)
+        assert replay.headers["Idempotent-Replayed"] == "true"
+        other = await (await client.post(base, json=valid)).get_json()
+        assert other["id"] != record["id"]
+        listed = await (await client.get(base)).get_json()
+        assert [r["id"] for r in listed[collection]] == [record["id"], other["id"]]
+        assert await (await client.get(f"{base}/{record['id']}")).get_json() == record
+        changed = {**valid, "name": "renamed"}
+        updated = await client.put(f"{base}/{record['id']}", json=changed)
+        assert (await updated.get_json())["name"] == "renamed"
+        bad = await client.post(base, json=invalid)
+        assert bad.status_code == 422
+        assert (
+            await client.put(f"{base}/{record['id']}", json=invalid)
+        ).status_code == 422
+        assert (await client.delete(f"{base}/{record['id']}")).status_code == 204
+        assert (await client.get(f"{base}/{record['id']}")).status_code == 404
+        assert (await client.delete(f"{base}/{record['id']}")).status_code == 404
+        assert (await client.put(f"{base}/999", json=valid)).status_code == 404
+
+
+async def test_job_routes_in_openapi(autojump_clock: trio.testing.MockClock) -> None:
+    """The job and CRUD routes are in the OpenAPI document."""
+    async with client_for() as client:
+        spec = await (await client.get("/openapi.json")).get_json()
+    paths = spec["paths"]
+    assert {"post", "get"} <= set(paths["/api/v1/jobs"])
+    assert {"get", "delete"} <= set(paths["/api/v1/jobs/{job_id}"])
+    assert "requestBody" in paths["/api/v1/jobs"]["post"]
+    assert {"202", "400", "422", "503"} <= set(
+        paths["/api/v1/jobs"]["post"]["responses"]
+    )
+    assert "/api/v1/items/{record_id}" in paths
+    assert "/api/v1/users" in paths
