@@ -41,6 +41,7 @@ class Job:
     finished_at: float | None = None
     _done: trio.Event = attrs.field(factory=trio.Event, repr=False)
     _scope: trio.CancelScope | None = attrs.field(default=None, repr=False)
+    _cancel_requested: bool = attrs.field(default=False, repr=False)
 
     def to_dict(self, *, clock_offset: float = 0.0) -> dict[str, Any]:
         """A JSON-ready view. Times are trio time plus ``clock_offset`` (the HTTP API

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-import uuid
+import secrets
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -145,28 +145,27 @@ class JobQueue:
         job.status = JobStatus.RUNNING
         job.started_at = trio.current_time()
         job.attempt += 1
+        # One scope serves both ends: its deadline is the job timeout, and cancel()
+        # cancels it (setting _cancel_requested, which tells the two apart).
+        scope = job._scope = trio.CancelScope(
+            deadline=job.started_at + self._job_timeout
+        )
         try:
-            with trio.CancelScope() as cancel_scope:
-                job._scope = cancel_scope
-                with trio.move_on_after(self._job_timeout) as deadline:
-                    try:
-                        handler = self._registry.get(job.type)
-                        result = await handler(job.payload, JobContext(job=job))
-                    except Exception as exc:
-                        self._finish(
-                            job, JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}"
-                        )
-                        return
+            with scope:
+                try:
+                    handler = self._registry.get(job.type)
+                    result = await handler(job.payload, JobContext(job=job))
+                except Exception as exc:
+                    error = f"{type(exc).__name__}: {exc}"
+                    self._finish(job, JobStatus.FAILED, error=error)
+                else:
                     self._finish(job, JobStatus.COMPLETED, result=result)
-                    return
-                if deadline.cancelled_caught:
-                    timeout = f"{self._job_timeout:g}"
-                    self._finish(
-                        job, JobStatus.FAILED, error=f"timed out after {timeout}s"
-                    )
-                    return
-            if cancel_scope.cancelled_caught:
-                self._finish(job, JobStatus.CANCELLED, error="cancelled")
+            if scope.cancelled_caught and job.status is JobStatus.RUNNING:
+                if job._cancel_requested:
+                    self._finish(job, JobStatus.CANCELLED, error="cancelled")
+                else:
+                    timeout = f"timed out after {self._job_timeout:g}s"
+                    self._finish(job, JobStatus.FAILED, error=timeout)
         finally:
             self._running -= 1
             job._scope = None
@@ -187,17 +186,26 @@ class JobQueue:
         job.finished_at = trio.current_time()
         self._finished[job.id] = job.finished_at
         job._done.set()
-        self._prune()
+        if len(self._finished) > self._max_retained:
+            self._prune()
 
     def _prune(self) -> None:
+        finished = self._finished
+        if not finished:
+            return
+        if len(finished) <= self._max_retained:
+            # The oldest finished job expires first; nothing to do before then.
+            oldest = next(iter(finished.values()))
+            if oldest + self._result_ttl > trio.current_time():
+                return
         now = trio.current_time()
-        while self._finished:
-            job_id, finished_at = next(iter(self._finished.items()))
-            if len(self._finished) <= self._max_retained and (
+        while finished:
+            job_id, finished_at = next(iter(finished.items()))
+            if len(finished) <= self._max_retained and (
                 finished_at + self._result_ttl > now
             ):
                 break
-            del self._finished[job_id]
+            del finished[job_id]
             job = self._jobs.pop(job_id)
             if job.key is not None and self._keys.get(job.key) == job_id:
                 del self._keys[job.key]
@@ -229,7 +237,7 @@ class JobQueue:
         if self._pending >= self._max_queued:
             raise QueueFullError(f"{self._pending} jobs are already waiting")
         job = Job(
-            id=uuid.uuid4().hex,
+            id=secrets.token_hex(16),
             type=job_type,
             payload={} if payload is None else payload,
             key=key,
@@ -268,6 +276,7 @@ class JobQueue:
             self._pending -= 1
             self._finish(job, JobStatus.CANCELLED, error="cancelled")
         elif job.status is JobStatus.RUNNING and job._scope is not None:
+            job._cancel_requested = True
             job._scope.cancel()
         return job
 
