@@ -58,3 +58,36 @@ def test_limiters_subpackage_exports() -> None:
         "TokenBucketRateLimiter",
         "TokenBucketRateLimiterStatistics",
     }
+
+
+def test_subpackage_contracts() -> None:
+    """The names DESIGN.md promises from the client, server, jobs and testing modules."""
+    import trio_resilience.client.errors as errors
+    import trio_resilience.jobs as jobs
+    import trio_resilience.server as server
+    import trio_resilience.testing as testing
+
+    for name in (
+        "APIError",
+        "APIConnectionError",
+        "APITimeoutError",
+        "ServerError",
+        "ServiceUnavailableError",
+        "ServerTimeoutError",
+        "APIStatusError",
+        "AuthenticationError",
+        "NotFoundError",
+        "InvalidRequestError",
+        "PoolTimeoutError",
+        "RateLimitError",
+    ):
+        assert issubclass(getattr(errors, name), Exception), name
+    assert set(server.__all__) == {"create_app", "ServerSettings"}
+    assert set(testing.__all__) == {"serve_in_background"}
+    assert {
+        "JobQueue",
+        "JobContext",
+        "JobStatus",
+        "HandlerRegistry",
+        "register_handler",
+    } <= set(jobs.__all__)
