@@ -61,7 +61,7 @@ def test_limiters_subpackage_exports() -> None:
 
 
 def test_subpackage_contracts() -> None:
-    """The names DESIGN.md promises from the client, server, jobs and testing modules."""
+    """The names DESIGN.md promises from client, server, jobs and testing."""
     import trio_resilience.client.errors as errors
     import trio_resilience.jobs as jobs
     import trio_resilience.server as server
