@@ -19,10 +19,10 @@ fmt:
     ruff format trio_resilience tests benchmarks examples
     ruff check --fix trio_resilience tests benchmarks examples
 
-# Every benchmark, one after the other (`just bench --quick` for a smoke run).
+# Every benchmark with its baseline; writes benchmarks/results/latest.{json,md,png}.
+# `just bench --quick` finishes in under two minutes. Needs the `bench` extra.
 bench *args:
-    python benchmarks/bench_primitives.py {{args}}
-    python benchmarks/bench_server.py {{args}}
+    python benchmarks/run.py {{args}}
 
 # One benchmark, with its own flags (see benchmarks/README.md).
 bench-primitives *args:
@@ -30,3 +30,9 @@ bench-primitives *args:
 
 bench-server *args:
     python benchmarks/bench_server.py {{args}}
+
+bench-client *args:
+    python benchmarks/bench_client.py {{args}}
+
+bench-jobs *args:
+    python benchmarks/bench_jobs.py {{args}}
