@@ -15,6 +15,9 @@ the same kind of worker pool inside one ``trio.run`` on the real clock:
   no-op handler; the producer ``await send.send(...)``s every job and each worker
   stores the handler's result in a dict. This is the floor: the least a nursery-owned
   worker pool can cost.
+* ``channel_floor_scoped``: the same, each job inside its own ``trio.CancelScope``,
+  which is what makes a running job cancellable (and time-limited) on its own; the
+  gap between the two floors is what that costs.
 
 Subjects alternate within each repeat (floor, queue, queue, floor, ...), and the
 median of the repeats is reported with its spread. The ratio is queue / floor (higher
@@ -72,15 +75,20 @@ async def run_job_queue(workers: int, jobs: int) -> float:
         return time.perf_counter() - start
 
 
-async def run_channel_floor(workers: int, jobs: int) -> float:
-    """Seconds for ``jobs`` no-op jobs through a bare memory-channel worker pool."""
+async def run_channel_floor(workers: int, jobs: int, *, scoped: bool = False) -> float:
+    """Seconds for ``jobs`` no-op jobs through a bare memory-channel worker pool;
+    ``scoped`` runs each job in its own cancel scope, as cancellable jobs need."""
     results: dict[int, Any] = {}
     send, receive = trio.open_memory_channel[int](jobs)
 
     async def worker(channel: trio.MemoryReceiveChannel[int]) -> None:
         async with channel:
             async for n in channel:
-                results[n] = await noop({}, None)
+                if scoped:
+                    with trio.CancelScope():
+                        results[n] = await noop({}, None)
+                else:
+                    results[n] = await noop({}, None)
 
     start = time.perf_counter()
     async with trio.open_nursery() as nursery:
@@ -95,9 +103,14 @@ async def run_channel_floor(workers: int, jobs: int) -> float:
     return elapsed
 
 
+async def run_scoped_floor(workers: int, jobs: int) -> float:
+    return await run_channel_floor(workers, jobs, scoped=True)
+
+
 Subject = Callable[[int, int], Awaitable[float]]
 SUBJECTS: dict[str, Subject] = {
     "channel_floor": run_channel_floor,
+    "channel_floor_scoped": run_scoped_floor,
     "job_queue": run_job_queue,
 }
 
@@ -144,7 +157,12 @@ def report(
         ratios[f"jobs_vs_channel_floor_w{workers}"] = (
             medians["job_queue"] / medians["channel_floor"]
         )
-    ratios["jobs_vs_channel_floor"] = min(ratios.values())
+        ratios[f"jobs_vs_scoped_floor_w{workers}"] = (
+            medians["job_queue"] / medians["channel_floor_scoped"]
+        )
+    ratios["jobs_vs_channel_floor"] = min(
+        value for name, value in ratios.items() if "channel_floor" in name
+    )
     return {
         "benchmark": "jobs",
         "python": platform.python_version(),
