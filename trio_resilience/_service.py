@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from types import TracebackType
+from typing import Self
 
 import trio
 
@@ -27,3 +29,33 @@ async def open_service_nursery() -> AsyncIterator[trio.Nursery]:
             nursery.cancel_scope.cancel()
     if body_error is not None:
         raise body_error
+
+
+class ServiceLifetime:
+    """``async with`` for objects whose running part is an async context manager.
+
+    Subclasses implement ``_run()`` (typically an ``@asynccontextmanager`` around
+    `open_service_nursery`); entering the object twice at once is an error.
+    """
+
+    _runner: AbstractAsyncContextManager[None] | None = None
+
+    def _run(self) -> AbstractAsyncContextManager[None]:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        if self._runner is not None:
+            raise RuntimeError(f"this {type(self).__name__} is already open")
+        self._runner = self._run()
+        await self._runner.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        runner, self._runner = self._runner, None
+        assert runner is not None
+        return await runner.__aexit__(exc_type, exc, tb)

@@ -38,11 +38,14 @@ class APIError(Exception):
         *,
         request_id: str | None = None,
         response: httpx.Response | None = None,
+        retry_after: float | None = None,
     ) -> None:
         Exception.__init__(self, message)  # not super(): see CircuitOpenError
         self.message = message
         self.request_id = request_id
         self.response = response
+        self.retry_after = retry_after
+        """Seconds the server (or the breaker) asked the caller to wait, if any."""
         self.status_code: int | None = (
             None if response is None else response.status_code
         )
@@ -65,17 +68,6 @@ class ServerError(APIConnectionError):
 class ServiceUnavailableError(ServerError):
     """502, 503 or 504: the service or a gateway in front of it is unavailable."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        request_id: str | None = None,
-        response: httpx.Response | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message, request_id=request_id, response=response)
-        self.retry_after = retry_after
-
 
 class ServerTimeoutError(APIConnectionError):
     """408: the server timed out waiting for the request."""
@@ -84,19 +76,9 @@ class ServerTimeoutError(APIConnectionError):
 class RateLimitError(APIConnectionError):
     """429: too many requests; ``retry_after`` is the server's wish, if it said."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        request_id: str | None = None,
-        response: httpx.Response | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message, request_id=request_id, response=response)
-        self.retry_after = retry_after
 
-
-class CircuitOpenError(APIConnectionError, CircuitBreakerOpenError):
+# retry_after is a float here, while APIError allows None: the two bases differ.
+class CircuitOpenError(APIConnectionError, CircuitBreakerOpenError):  # type: ignore[misc]
     """The circuit breaker refused the call; raised at once, never retried."""
 
     def __init__(
@@ -111,9 +93,9 @@ class CircuitOpenError(APIConnectionError, CircuitBreakerOpenError):
             self,
             f"Circuit breaker is OPEN{why}; not sent, retry in {retry_after:.3f}s",
             request_id=request_id,
+            retry_after=retry_after,
         )
         self.state = state
-        self.retry_after = retry_after
         self.name = None
 
 
@@ -183,12 +165,12 @@ def error_for_response(
     detail = _detail(response)
     if detail:
         message = f"{message}: {detail}"
+    retry_after = None
     if cls in (RateLimitError, ServiceUnavailableError):
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        return cls(
-            message, request_id=request_id, response=response, retry_after=retry_after
-        )
-    return cls(message, request_id=request_id, response=response)
+    return cls(
+        message, request_id=request_id, response=response, retry_after=retry_after
+    )
 
 
 def error_for_exception(exc: httpx.HTTPError, request_id: str | None) -> APIError:
@@ -217,7 +199,7 @@ def is_service_failure(exc: BaseException) -> bool:
 
 def retry_after_hint(exc: BaseException) -> float | None:
     """The delay a 429 or 503 asked for, if any."""
-    return getattr(exc, "retry_after", None) if isinstance(exc, APIError) else None
+    return exc.retry_after if isinstance(exc, APIError) else None
 
 
 def _detail(response: httpx.Response) -> str:

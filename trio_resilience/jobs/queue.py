@@ -7,13 +7,12 @@ import secrets
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import attrs
 import trio
 
-from .._service import open_service_nursery
+from .._service import ServiceLifetime, open_service_nursery
 from .._validation import check_int, check_number
 from .models import Job, JobContext, JobStatus
 from .registry import HandlerRegistry, default_registry
@@ -38,7 +37,7 @@ class JobQueueStatistics:
     retained: int
 
 
-class JobQueue:
+class JobQueue(ServiceLifetime):
     """Run submitted jobs on ``workers`` tasks that live in the queue's own nursery.
 
     ::
@@ -84,30 +83,12 @@ class JobQueue:
         self._pending = 0
         self._running = 0
         self._send: trio.MemorySendChannel[Job] | None = None
-        self._runner: Any = None
 
     @property
     def registry(self) -> HandlerRegistry:
         return self._registry
 
     # -- lifetime -------------------------------------------------------------------
-
-    async def __aenter__(self) -> Self:
-        if self._runner is not None:
-            raise RuntimeError("this JobQueue is already open")
-        self._runner = self._run()
-        await self._runner.__aenter__()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        runner, self._runner = self._runner, None
-        result: bool | None = await runner.__aexit__(exc_type, exc, tb)
-        return result
 
     @asynccontextmanager
     async def _run(self) -> AsyncIterator[None]:

@@ -6,13 +6,13 @@ import functools
 from collections.abc import AsyncIterator, Callable, Coroutine, Hashable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
-from typing import Any, Generic, ParamSpec, Self, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
 import attrs
 import trio
 from trio_util import RepeatedEvent
 
-from .._service import open_service_nursery
+from .._service import ServiceLifetime, open_service_nursery
 from .._validation import check_async_callable, check_number
 from ._base import AsyncRateLimiter
 
@@ -28,7 +28,7 @@ class _Entry(Generic[L]):
     users: int = 0  # tasks holding or waiting for this key's limiter
 
 
-class PerKeyRateLimiter(Generic[K, L]):
+class PerKeyRateLimiter(ServiceLifetime, Generic[K, L]):
     """One limiter per key, made on first use by ``factory()`` and dropped when idle.
 
     A key is idle when no task holds or waits for its limiter; ``idle_timeout``
@@ -59,7 +59,6 @@ class PerKeyRateLimiter(Generic[K, L]):
         self._idle: dict[K, float] = {}
         self._became_idle = RepeatedEvent()
         self._open = False
-        self._runner: AbstractAsyncContextManager[None] | None = None
 
     def __repr__(self) -> str:
         return f"<PerKeyRateLimiter {len(self._entries)} keys, {len(self._idle)} idle>"
@@ -77,23 +76,6 @@ class PerKeyRateLimiter(Generic[K, L]):
         return key in self._entries
 
     # -- lifetime -------------------------------------------------------------------
-
-    async def __aenter__(self) -> Self:
-        if self._runner is not None:
-            raise RuntimeError("this PerKeyRateLimiter is already open")
-        self._runner = self._run()
-        await self._runner.__aenter__()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        runner, self._runner = self._runner, None
-        assert runner is not None
-        return await runner.__aexit__(exc_type, exc, tb)
 
     @asynccontextmanager
     async def _run(self) -> AsyncIterator[None]:
