@@ -148,9 +148,16 @@ class ResilientClient:
         """Send one logical call, retried as configured; see the class docstring."""
         self._check_open()
         header = self.config.request_id_header
-        headers = httpx.Headers(kwargs.pop("headers", None))
+        given = kwargs.pop("headers", None)
+        headers: httpx.Headers | dict[str, str]
+        if given is None:
+            headers = {}
+        else:
+            headers = httpx.Headers(given)
+            if request_id is None:
+                request_id = headers.get(header)
         if request_id is None:
-            request_id = headers.get(header) or str(uuid.uuid4())
+            request_id = str(uuid.uuid4())
         headers[header] = request_id
         return await self._send_with_retries(
             method, url, request_id, {**kwargs, "headers": headers}
@@ -222,17 +229,24 @@ class ResilientClient:
     async def _send_through_breaker(
         self, method: str, url: str, request_id: str, kwargs: dict[str, Any]
     ) -> httpx.Response:
+        # The breaker's synchronous admission: the request right after it is the
+        # checkpoint, so this layer adds no extra trip through the scheduler.
+        breaker = self._breaker
         try:
-            async with self._breaker:
-                return await self._send_once(method, url, request_id, kwargs)
+            ticket = breaker._admit_nowait()
         except CircuitBreakerOpenError as rejected:
-            if isinstance(rejected, APIError):
-                raise
             raise CircuitOpenError(
                 state=rejected.state,
                 retry_after=rejected.retry_after,
                 request_id=request_id,
             ) from rejected
+        try:
+            response = await self._send_once(method, url, request_id, kwargs)
+        except BaseException as exc:
+            breaker._settle(ticket, exc)
+            raise
+        breaker._settle(ticket, None)
+        return response
 
     async def _send_once(
         self, method: str, url: str, request_id: str, kwargs: dict[str, Any]
