@@ -39,32 +39,42 @@ import contextlib
 import cProfile
 import functools
 import gc
-import http.client
-import importlib.metadata
 import json
-import math
 import os
-import platform
 import pstats
-import shutil
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
 import time
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any, Protocol
 
 import httpx
 import trio
+from _common import (
+    HOST,
+    PATH,
+    REPO_ROOT,
+    WIDTH,
+    BenchmarkError,
+    ServerProcess,
+    environment,
+    exit_on_sigterm,
+    find_two_cpus,
+    free_port,
+    median_or_none,
+    percent,
+    percentile_ms,
+    process_cpu_seconds,
+    start_process,
+    stopped_on_exit,
+    verify_message,
+)
 
 from trio_resilience import (
     BulkheadConfig,
@@ -74,10 +84,7 @@ from trio_resilience import (
     TimeoutConfig,
 )
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 LIBRARY_DIR = REPO_ROOT / "trio_resilience"
-HOST = "127.0.0.1"
-PATH = "/msg"
 
 CONCURRENCIES = (1, 10, 50)
 FULL_DURATION = 5.0
@@ -119,116 +126,25 @@ LOG_LEVEL = "DEBUG"
 SERVER_CPU_BUSY = 0.9
 """A server using more of its CPU than this may be what limits both subjects."""
 TOP_N = 10
-WIDTH = 88
-"""Of the prose lines in the report."""
 
-STARTUP_TIMEOUT = 30.0
-STOP_TIMEOUT = 15.0
 STOP_GRACE = 10.0
 """Seconds the workers get to finish their last request after a run ends."""
-
-
-class BenchmarkError(Exception):
-    """Something went wrong that makes the figures meaningless."""
 
 
 # -- the server ------------------------------------------------------------------
 
 
 @dataclass
-class RunningServer:
-    port: int
-    process: subprocess.Popen[bytes]
-    output: Path
-    exit_code: int | None = None
-
+class RunningServer(ServerProcess):
     @property
     def base_url(self) -> str:
         return f"http://{HOST}:{self.port}"
-
-    def output_tail(self, lines: int = 20) -> str:
-        try:
-            text = self.output.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return "(no output)"
-        return "\n".join(text.splitlines()[-lines:]) or "(no output)"
 
 
 SERVER_DESCRIPTION = (
     "raw_asgi (benchmarks/_baselines.py: raw ASGI app, no framework, no logging) on "
     "Hypercorn's trio worker, one process"
 )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def http_get(port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
-def wait_until_up(server: RunningServer) -> None:
-    """Until the server answers HTTP at all (``/health``: raw_asgi answers 404)."""
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while True:
-        if server.process.poll() is not None:
-            raise BenchmarkError(
-                f"the server exited with code {server.process.returncode} before "
-                f"answering:\n{server.output_tail()}"
-            )
-        try:
-            http_get(server.port, "/health", timeout=1.0)
-        except OSError:
-            if time.monotonic() > deadline:
-                raise BenchmarkError(
-                    f"the server did not answer within {STARTUP_TIMEOUT:g} s:\n"
-                    f"{server.output_tail()}"
-                ) from None
-            time.sleep(0.05)
-        else:
-            return
-
-
-def verify_message(server: RunningServer) -> None:
-    """``GET /msg`` answers 200 with ``{"message_id": <a UUID4>}``."""
-    status, body = http_get(server.port, PATH)
-    if status != 200:
-        raise BenchmarkError(f"GET {PATH} answered {status}: {body[:200]!r}")
-    try:
-        parsed = uuid.UUID(json.loads(body)["message_id"])
-    except (ValueError, KeyError, TypeError) as error:
-        raise BenchmarkError(
-            f"GET {PATH} body is not {{'message_id': <uuid>}}: {body[:200]!r}"
-        ) from error
-    if parsed.version != 4:
-        raise BenchmarkError(f"message_id {parsed} is not a UUID4")
-
-
-def stop(process: subprocess.Popen[bytes]) -> int:
-    """SIGTERM, then SIGKILL after `STOP_TIMEOUT`; returns the exit code."""
-    try:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                return process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                pass
-    finally:
-        # Also reached on a second Ctrl-C while waiting above.
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    return process.returncode
 
 
 @contextlib.contextmanager
@@ -239,38 +155,15 @@ def running_server(pin: list[str]) -> Iterator[RunningServer]:
     argv += ["--host", HOST, "--port", str(port)]
     with tempfile.TemporaryDirectory(prefix="bench_client-") as tmp:
         output = Path(tmp) / "server.out"
-        with output.open("wb") as out:
-            process = subprocess.Popen(
-                [*pin, *argv],
-                cwd=REPO_ROOT,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        server = RunningServer(port, process, output)
-        try:
-            wait_until_up(server)
-            verify_message(server)
+        process = start_process([*pin, *argv], REPO_ROOT, output)
+        with stopped_on_exit(RunningServer(port, process, output)) as server:
+            verify_message(server.port)
             yield server
             if process.poll() is not None:
                 raise BenchmarkError(
                     f"the server died during the benchmark:\n{server.output_tail()}"
                 )
-            verify_message(server)
-        finally:
-            server.exit_code = stop(process)
-
-
-def process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a running process (Linux /proc), or None."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
-    except OSError:
-        return None
-    # Fields after the ")" that ends the command name start at field 3 (state);
-    # utime and stime are fields 14 and 15.
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            verify_message(server.port)
 
 
 # -- pinning ---------------------------------------------------------------------
@@ -293,19 +186,12 @@ class Pinning:
 
 def choose_pinning() -> Pinning:
     """Server on the first allowed CPU, this process (the clients) on the second."""
-    taskset = shutil.which("taskset")
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if taskset is None or len(cpus) < 2:
-        why = "taskset not found" if taskset is None else "fewer than 2 CPUs"
-        return Pinning([], None, f"not pinned ({why})")
-    server_cpu, client_cpu = cpus[0], cpus[1]
-    probe = subprocess.run(
-        [taskset, "-c", str(server_cpu), "true"], capture_output=True, check=False
-    )
-    if probe.returncode != 0:
-        return Pinning([], None, "not pinned (taskset failed)")
+    cpus = find_two_cpus()
+    if isinstance(cpus, str):
+        return Pinning([], None, cpus)
+    server_cpu, client_cpu = cpus.server_cpu, cpus.other_cpu
     return Pinning(
-        [taskset, "-c", str(server_cpu)],
+        cpus.taskset_argv(server_cpu),
         client_cpu,
         f"server on CPU {server_cpu} (taskset), clients (this process) on CPU "
         f"{client_cpu} (sched_setaffinity)",
@@ -474,12 +360,6 @@ class Series:
         return statistics.median(self.rates)
 
 
-def percentile_ms(ordered: Sequence[float], p: float) -> float:
-    if not ordered:
-        return math.nan
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1e3
-
-
 async def run_window(
     client: Getter,
     concurrency: int,
@@ -629,7 +509,7 @@ async def run_benchmark(
                 note = f" ({errors} errors)" if errors else ""
                 parts.append(
                     f"{name} {sample.requests_per_s:,.0f} req/s, p50 "
-                    f"{sample.p50_ms:.2f} ms, CPU {_percent(sample.client_cpu)}{note}"
+                    f"{sample.p50_ms:.2f} ms, CPU {percent(sample.client_cpu)}{note}"
                 )
             ratio = samples[RESILIENT].requests_per_s / samples[HTTPX].requests_per_s
             print(
@@ -949,15 +829,6 @@ async def run_all(
 # -- reporting -------------------------------------------------------------------
 
 
-def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{value * 100:.0f}%"
-
-
-def _median_or_none(values: Sequence[float | None]) -> float | None:
-    known = [v for v in values if v is not None]
-    return statistics.median(known) if known else None
-
-
 def build_results(series: Sequence[Series]) -> list[dict[str, Any]]:
     results = []
     for s in series:
@@ -981,7 +852,7 @@ def build_results(series: Sequence[Series]) -> list[dict[str, Any]]:
                 "requests": sum(x.requests for x in s.samples),
                 "errors": dict(errors),
                 "client_cpu": statistics.median(x.client_cpu for x in s.samples),
-                "server_cpu": _median_or_none([x.server_cpu for x in s.samples]),
+                "server_cpu": median_or_none([x.server_cpu for x in s.samples]),
             }
         )
     return results
@@ -1011,26 +882,6 @@ def build_ratios(series: Sequence[Series]) -> dict[str, float]:
     return {
         f"client_vs_httpx_c{c}": median[f"{RESILIENT}_c{c}"] / median[f"{HTTPX}_c{c}"]
         for c in CONCURRENCIES
-    }
-
-
-def _version(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def environment() -> dict[str, Any]:
-    return {
-        "python": platform.python_version(),
-        "python_implementation": platform.python_implementation(),
-        "trio": trio.__version__,
-        "httpx": _version("httpx"),
-        "httpcore": _version("httpcore"),
-        "hypercorn": _version("hypercorn"),
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
     }
 
 
@@ -1072,8 +923,8 @@ def format_table(
         lines.append(
             f"{r['name']:<15} {r['median']:>8,.0f} {r['min']:>8,.0f} "
             f"{r['max']:>8,.0f} {spread:>6.1f}% {r['p50_ms']:>7.2f} "
-            f"{r['p99_ms']:>7.2f} {_percent(r['client_cpu']):>8} "
-            f"{_percent(r['server_cpu']):>8}"
+            f"{r['p99_ms']:>7.2f} {percent(r['client_cpu']):>8} "
+            f"{percent(r['server_cpu']):>8}"
         )
     lines.append("")
     for c in CONCURRENCIES:
@@ -1094,7 +945,7 @@ def format_table(
     ]
     if busy:
         lines += textwrap.wrap(
-            f"NOTE: the server used more than {_percent(SERVER_CPU_BUSY)} of its CPU "
+            f"NOTE: the server used more than {percent(SERVER_CPU_BUSY)} of its CPU "
             f"for {', '.join(busy)}: it may be what limits httpx there, and the "
             "ratio then understates the client's overhead.",
             WIDTH,
@@ -1102,7 +953,7 @@ def format_table(
     else:
         lines += textwrap.wrap(
             "The server never used more than "
-            f"{_percent(SERVER_CPU_BUSY)} of its CPU for httpx, so it is not what "
+            f"{percent(SERVER_CPU_BUSY)} of its CPU for httpx, so it is not what "
             "limits the rates: at c=1 a rate is one round trip at a time (client and "
             "server time per request), above that the clients' CPU is the limit.",
             WIDTH,
@@ -1369,14 +1220,9 @@ def _interrupt_code(error: BaseException) -> int | None:
     return None
 
 
-def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    # Unwind normally, so the server is stopped.
-    raise SystemExit(128 + signum)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     pinning = choose_pinning()
     print(f"pinning: {pinning.description}", file=sys.stderr)
     try:
@@ -1396,7 +1242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = build_results(series)
     ratios = build_ratios(series)
     by_series = {s.name: s for s in series}
-    env = environment()
+    env = environment("httpx", "httpcore", "hypercorn")
     meta: dict[str, Any] = {
         "server": SERVER_DESCRIPTION,
         "pinned": pinning.pinned,

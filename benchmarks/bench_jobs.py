@@ -29,8 +29,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -39,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from _common import environment
 
 from trio_resilience.jobs import HandlerRegistry, JobContext, JobQueue
 
@@ -165,11 +164,7 @@ def report(
     )
     return {
         "benchmark": "jobs",
-        "python": platform.python_version(),
-        "python_implementation": platform.python_implementation(),
-        "trio": trio.__version__,
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
+        **environment(),
         "results": results,
         "ratios": ratios,
         "target_jobs_vs_channel_floor": 0.5,

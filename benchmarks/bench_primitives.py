@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -33,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from _common import environment
 
 from trio_resilience import (
     CircuitBreaker,
@@ -249,16 +248,6 @@ def build_results(
             result["ratio_to_capacity_limiter"] = s.median / capacity
         results.append(result)
     return results
-
-
-def environment() -> dict[str, Any]:
-    return {
-        "python": platform.python_version(),
-        "python_implementation": platform.python_implementation(),
-        "trio": trio.__version__,
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-    }
 
 
 def format_table(results: Sequence[dict[str, Any]], env: dict[str, Any]) -> str:

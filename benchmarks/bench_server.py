@@ -34,35 +34,43 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
-import importlib.metadata
 import json
-import math
 import os
-import platform
 import re
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
-import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import trio
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
-PATH = "/msg"
+from _common import (
+    HOST,
+    PATH,
+    REPO_ROOT,
+    WIDTH,
+    BenchmarkError,
+    ServerProcess,
+    environment,
+    exit_on_sigterm,
+    find_two_cpus,
+    free_port,
+    median_or_none,
+    percent,
+    percentile_ms,
+    process_cpu_seconds,
+    start_process,
+    stopped_on_exit,
+    verify_message,
+)
 
 CONNECTIONS = 50
 FULL_DURATION = 10
@@ -76,20 +84,11 @@ HEADROOM_CLEAR = 1.2
 GENERATOR_BUSY = 0.7
 """A load generator using less of its CPU than this is not the bottleneck."""
 
-WIDTH = 88
-"""Of the prose lines in the report."""
-
-STARTUP_TIMEOUT = 30.0
-STOP_TIMEOUT = 15.0
 WRK_TIMEOUT = "5s"
 
 OURS = "ours"
 BARE_QUART = "bare_quart"
 RAW_ASGI = "raw_asgi"
-
-
-class BenchmarkError(Exception):
-    """Something went wrong that makes the figures meaningless."""
 
 
 # -- the servers -----------------------------------------------------------------
@@ -146,97 +145,13 @@ SERVERS = [
 
 
 @dataclass
-class RunningServer:
+class RunningServer(ServerProcess):
     spec: ServerSpec
-    port: int
-    process: subprocess.Popen[bytes]
-    output: Path
     log_file: Path | None
-    exit_code: int | None = None
 
     @property
     def url(self) -> str:
         return f"http://{HOST}:{self.port}{PATH}"
-
-    def output_tail(self, lines: int = 20) -> str:
-        try:
-            text = self.output.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return "(no output)"
-        return "\n".join(text.splitlines()[-lines:]) or "(no output)"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def http_get(port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
-def wait_until_up(server: RunningServer) -> None:
-    """Until the server answers HTTP at all (``/health``; any status will do)."""
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while True:
-        if server.process.poll() is not None:
-            raise BenchmarkError(
-                f"{server.spec.name} exited with code {server.process.returncode} "
-                f"before answering:\n{server.output_tail()}"
-            )
-        try:
-            http_get(server.port, "/health", timeout=1.0)
-        except OSError:
-            if time.monotonic() > deadline:
-                raise BenchmarkError(
-                    f"{server.spec.name} did not answer within {STARTUP_TIMEOUT:g} s:"
-                    f"\n{server.output_tail()}"
-                ) from None
-            time.sleep(0.05)
-        else:
-            return
-
-
-def verify_message(server: RunningServer) -> None:
-    """``GET /msg`` answers 200 with ``{"message_id": <a UUID4>}``."""
-    status, body = http_get(server.port, PATH)
-    name = server.spec.name
-    if status != 200:
-        raise BenchmarkError(f"{name}: GET {PATH} answered {status}: {body[:200]!r}")
-    try:
-        message_id = json.loads(body)["message_id"]
-        parsed = uuid.UUID(message_id)
-    except (ValueError, KeyError, TypeError) as error:
-        raise BenchmarkError(
-            f"{name}: GET {PATH} body is not {{'message_id': <uuid>}}: {body[:200]!r}"
-        ) from error
-    if parsed.version != 4:
-        raise BenchmarkError(f"{name}: message_id {message_id} is not a UUID4")
-
-
-def stop(process: subprocess.Popen[bytes]) -> int:
-    """SIGTERM, then SIGKILL after `STOP_TIMEOUT`; returns the exit code."""
-    try:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                return process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                pass
-    finally:
-        # Also reached on a second Ctrl-C while waiting above.
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    return process.returncode
 
 
 @contextlib.contextmanager
@@ -246,21 +161,10 @@ def running_server(
     port = free_port()
     launch = spec.launch(port, workdir, run_no)
     output = workdir / f"{spec.name}-{run_no}.out"
-    with output.open("wb") as out:
-        process = subprocess.Popen(
-            [*pin, *launch.argv],
-            cwd=launch.cwd,
-            env=launch.env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    server = RunningServer(spec, port, process, output, launch.log_file)
-    try:
-        wait_until_up(server)
+    process = start_process([*pin, *launch.argv], launch.cwd, output, launch.env)
+    server = RunningServer(port, process, output, spec=spec, log_file=launch.log_file)
+    with stopped_on_exit(server, spec.name):
         yield server
-    finally:
-        server.exit_code = stop(process)
 
 
 # -- load generators -------------------------------------------------------------
@@ -444,16 +348,10 @@ async def _python_load(port: int, connections: int, duration: int) -> dict[str, 
                 nursery.start_soon(client)
     elapsed = clock() - start
     ordered = sorted(latencies)
-
-    def percentile_ms(p: float) -> float:
-        if not ordered:
-            return math.nan
-        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1e3
-
     return {
         "requests_per_s": len(ordered) / elapsed,
-        "p50_ms": percentile_ms(50),
-        "p99_ms": percentile_ms(99),
+        "p50_ms": percentile_ms(ordered, 50),
+        "p99_ms": percentile_ms(ordered, 99),
         "requests": len(ordered),
         "non_2xx": counts["non_2xx"],
         "socket_errors": {k: counts[k] for k in ("connect", "read") if counts[k]},
@@ -476,22 +374,15 @@ class Pinning:
 
 def choose_pinning() -> Pinning:
     """Server on the first allowed CPU, load generator on the second (taskset)."""
-    taskset = shutil.which("taskset")
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if taskset is None or len(cpus) < 2:
-        why = "taskset not found" if taskset is None else "fewer than 2 CPUs"
-        return Pinning([], [], f"not pinned ({why})")
-    server_cpu, generator_cpu = cpus[0], cpus[1]
-    probe = subprocess.run(
-        [taskset, "-c", str(server_cpu), "true"], capture_output=True, check=False
-    )
-    if probe.returncode != 0:
-        return Pinning([], [], "not pinned (taskset failed)")
+    cpus = find_two_cpus()
+    if isinstance(cpus, str):
+        return Pinning([], [], cpus)
+    server_cpu, generator_cpu = cpus.server_cpu, cpus.other_cpu
     # This script only waits while a run is measured; keep it off the server's CPU.
     os.sched_setaffinity(0, {generator_cpu})
     return Pinning(
-        [taskset, "-c", str(server_cpu)],
-        [taskset, "-c", str(generator_cpu)],
+        cpus.taskset_argv(server_cpu),
+        cpus.taskset_argv(generator_cpu),
         f"server on CPU {server_cpu}, load generator on CPU {generator_cpu} (taskset)",
     )
 
@@ -547,18 +438,6 @@ class Subject:
         return statistics.median(self.rates)
 
 
-def process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a running process (Linux /proc), or None."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
-    except OSError:
-        return None
-    # Fields after the ")" that ends the command name start at field 3 (state);
-    # utime and stime are fields 14 and 15.
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def count_log_lines(path: Path | None) -> tuple[int | None, int | None]:
     """Request lines in the server's JSON log, and lines at WARNING or above."""
     if path is None or not path.exists():
@@ -582,7 +461,7 @@ def measure_once(
     args: argparse.Namespace,
 ) -> Sample:
     with running_server(spec, workdir, run_no, pinning.server) as server:
-        verify_message(server)
+        verify_message(server.port, f"{spec.name}: ")
         warmup = generator.run(server.port, args.connections, args.warmup)
         cpu_before = process_cpu_seconds(server.process.pid)
         start = time.perf_counter()
@@ -593,7 +472,7 @@ def measure_once(
             raise BenchmarkError(
                 f"{spec.name} died during the run:\n{server.output_tail()}"
             )
-        verify_message(server)
+        verify_message(server.port, f"{spec.name}: ")
     log_lines, log_problems = count_log_lines(server.log_file)
     if server.log_file is not None and server.log_file.exists():
         server.log_file.unlink()  # one run's log can be tens of MB
@@ -637,15 +516,6 @@ def run_benchmark(
 # -- reporting -------------------------------------------------------------------
 
 
-def _median_or_none(values: Iterable[float | None]) -> float | None:
-    known = [v for v in values if v is not None]
-    return statistics.median(known) if known else None
-
-
-def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{value * 100:.0f}%"
-
-
 def build_results(subjects: Sequence[Subject]) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     for s in subjects:
@@ -669,8 +539,8 @@ def build_results(subjects: Sequence[Subject]) -> list[dict[str, Any]]:
             "non_2xx": sum(load.non_2xx for load in loads),
             "socket_errors": socket_errors,
             "exit_codes": [sample.exit_code for sample in s.samples],
-            "server_cpu": _median_or_none(sample.server_cpu for sample in s.samples),
-            "generator_cpu": _median_or_none(load.generator_cpu for load in loads),
+            "server_cpu": median_or_none(sample.server_cpu for sample in s.samples),
+            "generator_cpu": median_or_none(load.generator_cpu for load in loads),
         }
         if any(sample.log_lines is not None for sample in s.samples):
             result["log_request_lines"] = sum(
@@ -694,26 +564,6 @@ def build_ratios(results: Sequence[dict[str, Any]]) -> dict[str, float]:
     }
 
 
-def _version(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def environment() -> dict[str, Any]:
-    return {
-        "python": platform.python_version(),
-        "python_implementation": platform.python_implementation(),
-        "trio": trio.__version__,
-        "hypercorn": _version("hypercorn"),
-        "quart": _version("quart"),
-        "quart_trio": _version("quart-trio"),
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-    }
-
-
 def headroom_text(results: Sequence[dict[str, Any]]) -> list[str]:
     by_name = {r["name"]: r for r in results}
     raw = by_name[RAW_ASGI]
@@ -727,8 +577,8 @@ def headroom_text(results: Sequence[dict[str, Any]]) -> list[str]:
     )
     if generator_cpu is not None:
         text += (
-            f"; against raw_asgi the generator used {_percent(generator_cpu)} of its "
-            f"CPU, the server {_percent(raw['server_cpu'])} of its own."
+            f"; against raw_asgi the generator used {percent(generator_cpu)} of its "
+            f"CPU, the server {percent(raw['server_cpu'])} of its own."
         )
     else:
         text += "."
@@ -782,8 +632,8 @@ def format_table(
         lines.append(
             f"{r['name']:<12} {r['median']:>8,.0f} {r['min']:>8,.0f} {r['max']:>8,.0f} "
             f"{spread:>6.1f}% {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} "
-            f"{r['median'] / raw:>5.2f}x {_percent(r['server_cpu']):>8} "
-            f"{_percent(r['generator_cpu']):>8}"
+            f"{r['median'] / raw:>5.2f}x {percent(r['server_cpu']):>8} "
+            f"{percent(r['generator_cpu']):>8}"
         )
     server_ratio = ratios["server_vs_bare_quart"]
     verdict = "met" if server_ratio >= TARGET_VS_BARE_QUART else "NOT met"
@@ -909,11 +759,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    # Unwind normally, so every server still running is stopped.
-    raise SystemExit(128 + signum)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.internal_load_generator is not None:
@@ -922,7 +767,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print(json.dumps(document))
         return 0
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     try:
         pinning = choose_pinning()
         generator, note = choose_load_generator(args.load_generator, pinning)
@@ -937,7 +782,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     results = build_results(subjects)
     ratios = build_ratios(results)
-    env = environment()
+    env = environment("hypercorn", "quart", "quart-trio")
     meta: dict[str, Any] = {
         "load_generator": generator.description,
         "pinned": pinning.pinned,
