@@ -9,14 +9,19 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from pydantic import BaseModel, EmailStr, Field, ValidationError
+from pydantic import BaseModel, EmailStr, Field
 from quart import Blueprint, Response, request
 from quart_schema import document_request, document_response, tag
 
 from ..idempotency import TTLCache
 from ..state import server_state
-from ._common import ErrorDetail, ValidationErrorDetail, validation_detail
-from .jobs import json_response
+from ._common import (
+    ErrorDetail,
+    ValidationErrorDetail,
+    json_response,
+    parse_json_body,
+    request_id_problem,
+)
 
 
 class ItemIn(BaseModel, extra="forbid"):
@@ -52,12 +57,6 @@ def crud_blueprint(name: str, model: type[BaseModel]) -> Blueprint:
     def store() -> ResourceStore:
         return server_state().resources[name]
 
-    async def parse_body() -> BaseModel | Response:
-        try:
-            return model.model_validate_json(await request.get_data())
-        except ValidationError as error:
-            return json_response(validation_detail(error, "body").model_dump(), 422)
-
     def not_found() -> Response:
         return json_response({"detail": f"{name[:-1].capitalize()} not found"}, 404)
 
@@ -67,15 +66,13 @@ def crud_blueprint(name: str, model: type[BaseModel]) -> Blueprint:
     @document_response(ErrorDetail, 400)
     @document_response(ValidationErrorDetail, 422)
     async def create() -> Response:
-        body = await parse_body()
+        body = await parse_json_body(model)
         if isinstance(body, Response):
             return body
         records = store()
         key = request.headers.get("X-Request-ID")
-        if key is not None and not 0 < len(key.strip()) <= 256:
-            return json_response(
-                {"detail": "X-Request-ID must be 1 to 256 characters"}, 400
-            )
+        if (problem := request_id_problem(key)) is not None:
+            return problem
         if key is not None:
             existing = records.keys.get(key)
             if existing is not None and existing in records.records:
@@ -113,7 +110,7 @@ def crud_blueprint(name: str, model: type[BaseModel]) -> Blueprint:
         records = store().records
         if record_id not in records:
             return not_found()
-        body = await parse_body()
+        body = await parse_json_body(model)
         if isinstance(body, Response):
             return body
         records[record_id] = {"id": record_id, **body.model_dump()}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -24,11 +23,16 @@ from ...jobs import (
     UnknownJobTypeError,
 )
 from ..state import server_state
-from ._common import ErrorDetail, ValidationErrorDetail, validation_detail
+from ._common import (
+    ErrorDetail,
+    ValidationErrorDetail,
+    json_response,
+    parse_json_body,
+    request_id_problem,
+    validation_detail,
+)
 
 blueprint = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs")
-
-MAX_KEY_LENGTH = 256
 
 
 class JobSubmission(BaseModel, extra="forbid"):
@@ -65,17 +69,6 @@ def job_json(job: Job) -> dict[str, Any]:
     return job.to_dict(clock_offset=time.time() - trio.current_time())
 
 
-def json_response(
-    body: Any, status: int = 200, headers: dict[str, str] | None = None
-) -> Response:
-    return Response(
-        json.dumps(body, separators=(",", ":"), default=str),
-        status=status,
-        headers=headers,
-        content_type="application/json",
-    )
-
-
 @blueprint.post("")
 @tag(["jobs"])
 @document_request(JobSubmission)
@@ -89,15 +82,12 @@ async def submit_job() -> Response:
     An ``X-Request-ID`` makes the submission idempotent: the same id returns the
     job it created the first time (with ``Idempotent-Replayed: true``).
     """
-    try:
-        submission = JobSubmission.model_validate_json(await request.get_data())
-    except ValidationError as error:
-        return json_response(validation_detail(error, "body").model_dump(), 422)
+    submission = await parse_json_body(JobSubmission)
+    if isinstance(submission, Response):
+        return submission
     key = request.headers.get("X-Request-ID")
-    if key is not None and not 0 < len(key.strip()) <= MAX_KEY_LENGTH:
-        return json_response(
-            {"detail": f"X-Request-ID must be 1 to {MAX_KEY_LENGTH} characters"}, 400
-        )
+    if (problem := request_id_problem(key)) is not None:
+        return problem
     queue = server_state().jobs
     known = key is not None and queue.has_key(key)
     try:

@@ -7,9 +7,7 @@ wrappers; the schema decorators below only document it in the OpenAPI document.
 
 from __future__ import annotations
 
-import json
 import uuid
-from typing import Any
 
 import trio
 from pydantic import BaseModel, Field, ValidationError
@@ -17,10 +15,15 @@ from quart import Blueprint, Response, request
 from quart_schema import document_querystring, document_response, tag
 
 from ..state import server_state
-from ._common import ErrorDetail, ValidationErrorDetail, validation_detail
+from ._common import (
+    ErrorDetail,
+    ValidationErrorDetail,
+    json_response,
+    request_id_problem,
+    validation_detail,
+)
 
 MAX_DELAY_MS = 30_000
-MAX_REQUEST_ID_LENGTH = 256
 
 blueprint = Blueprint("messages", __name__)
 
@@ -35,17 +38,6 @@ class Message(BaseModel):
     message_id: str = Field(description="A new UUID, or the one cached for the id.")
 
 
-def _json(
-    body: Any, status: int = 200, headers: dict[str, str] | None = None
-) -> Response:
-    return Response(
-        json.dumps(body, separators=(",", ":")),
-        status=status,
-        headers=headers,
-        content_type="application/json",
-    )
-
-
 def _parse_query() -> MessageQuery | Response:
     args = {
         name: values[0] if len(values) == 1 else values
@@ -56,7 +48,7 @@ def _parse_query() -> MessageQuery | Response:
     try:
         return MessageQuery.model_validate(args)
     except ValidationError as error:
-        return _json(validation_detail(error, "query").model_dump(), 422)
+        return json_response(validation_detail(error, "query").model_dump(), 422)
 
 
 @blueprint.get("/msg")
@@ -77,15 +69,11 @@ async def get_message() -> Response:
     if isinstance(query, Response):
         return query
     request_id = request.headers.get("X-Request-ID")
-    if request_id is not None:
-        if not request_id.strip():
-            return _json({"detail": "X-Request-ID must not be empty"}, 400)
-        if len(request_id) > MAX_REQUEST_ID_LENGTH:
-            reason = f"X-Request-ID must be at most {MAX_REQUEST_ID_LENGTH} characters"
-            return _json({"detail": reason}, 400)
+    if (problem := request_id_problem(request_id)) is not None:
+        return problem
     state = server_state()
     if state.faults.should_fail():
-        return _json({"detail": "Induced server failure"}, 500)
+        return json_response({"detail": "Induced server failure"}, 500)
     delay = query.delay / 1000
 
     async def new_message() -> str:
@@ -93,7 +81,7 @@ async def get_message() -> Response:
         return str(uuid.uuid4())
 
     if request_id is None:
-        return _json({"message_id": await new_message()})
+        return json_response({"message_id": await new_message()})
     message_id, replayed = await state.messages.get_or_create(request_id, new_message)
     headers = {"Idempotent-Replayed": "true"} if replayed else None
-    return _json({"message_id": message_id}, headers=headers)
+    return json_response({"message_id": message_id}, headers=headers)
