@@ -75,7 +75,7 @@ def create_app(settings: ServerSettings | None = None) -> ResilienceTestApp:
                 result_ttl=settings.job_result_ttl,
                 shutdown_grace=settings.shutdown_grace_period,
             ) as queue:
-                app.state._jobs = queue
+                app.state.job_queue = queue
                 task_status.started()
                 await stop_jobs.wait()
         finally:

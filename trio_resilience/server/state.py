@@ -28,7 +28,8 @@ class ServerState:
     limiter: trio.CapacityLimiter = attrs.field(init=False)
     resources: dict[str, ResourceStore] = attrs.field(factory=dict)
     started_at: float = 0.0
-    _jobs: JobQueue | None = None
+    job_queue: JobQueue | None = None
+    """The running job queue; set by the app while it serves."""
 
     def __attrs_post_init__(self) -> None:
         self.messages = SingleFlight(self.new_cache())
@@ -41,9 +42,9 @@ class ServerState:
     @property
     def jobs(self) -> JobQueue:
         """The job queue; it runs while the app is serving."""
-        if self._jobs is None:
+        if self.job_queue is None:
             raise RuntimeError("the job queue runs only while the app is serving")
-        return self._jobs
+        return self.job_queue
 
 
 class ResilienceTestApp(QuartTrio):

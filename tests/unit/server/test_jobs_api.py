@@ -174,7 +174,7 @@ async def test_shutdown_leaves_no_job_running(
         slow = {"type": "long_running", "payload": {"duration": 60}}
         job_id = (await (await client.post("/api/v1/jobs", json=slow)).get_json())["id"]
         await trio.sleep(1)
-    job = app.state._jobs.get(job_id) if app.state._jobs else None
+    job = app.state.jobs.get(job_id)
     assert job is not None
     assert job.status.value == "cancelled"
     assert trio.current_time() == 3.0
