@@ -89,7 +89,7 @@ APPS: dict[str, Any] = {"quart_app": quart_app, "raw_asgi_app": raw_asgi_app}
 
 
 def hypercorn_config(host: str, port: int) -> Config:
-    """What `trio_resilience.server.runner.hypercorn_config` sets, minus logging."""
+    """What `trio_resilience.server.hypercorn_config` sets, minus logging."""
     config = Config()
     config.bind = [f"{host}:{port}"]
     config.graceful_timeout = 10.0

@@ -27,13 +27,13 @@ from trio_resilience import (
     ClientConfig,
     ResilientClient,
     RetryConfig,
+    RetryDetails,
 )
 from trio_resilience.client.errors import (
     CircuitOpenError,
     PoolTimeoutError,
     ServerError,
 )
-from trio_resilience.retry import RetryDetails
 from trio_resilience.testing import serve_in_background
 
 

@@ -12,8 +12,7 @@ import click
 import trio
 from pydantic import ValidationError
 
-from .server.logging import configure_logging
-from .server.settings import ServerSettings
+from .server import ServerSettings, configure_logging
 
 _LEVELS = click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False)
 _FORMATS = click.Choice(["json", "console"], case_sensitive=False)
@@ -96,7 +95,7 @@ def serve(
     if reload:
         _serve_with_reloader(settings)
         return
-    from .server.runner import serve_forever
+    from .server import serve_forever
 
     trio.run(serve_forever, settings)
 
@@ -109,7 +108,7 @@ def _serve_with_reloader(settings: ServerSettings) -> None:
     """
     from hypercorn.run import run
 
-    from .server.runner import hypercorn_config
+    from .server import hypercorn_config
 
     for name, value in settings.model_dump(mode="json").items():
         if value is None:
@@ -118,7 +117,7 @@ def _serve_with_reloader(settings: ServerSettings) -> None:
             value = ",".join(value)
         os.environ[f"SERVER_{name.upper()}"] = str(value)
     config = hypercorn_config(settings)
-    config.application_path = "trio_resilience.server.app:create_app_from_env()"
+    config.application_path = "trio_resilience.server:create_app_from_env()"
     config.worker_class = "trio"
     config.use_reloader = True
     sys.exit(run(config))

@@ -6,7 +6,12 @@ import pytest
 import trio
 import trio.testing
 
-from trio_resilience import CircuitBreaker, CircuitBreakerOpenError, CircuitState
+from trio_resilience import (
+    CircuitBreaker,
+    CircuitBreakerOpenError,
+    CircuitBreakerTicket,
+    CircuitState,
+)
 
 CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
 
@@ -470,3 +475,64 @@ def test_invalid_arguments(
     """Misuse raises TypeError / ValueError with an exact message."""
     with pytest.raises(error, match=message):
         CircuitBreaker(**kwargs)  # type: ignore[arg-type]
+
+
+# -- the public synchronous admission pair ------------------------------------------
+
+
+async def test_admit_nowait_ticket_is_settled_once(autojump_clock: object) -> None:
+    """A ticket records one outcome; settling it again is a RuntimeError."""
+    breaker = CircuitBreaker(failure_threshold=1)
+    ticket = breaker.admit_nowait()
+    assert not ticket.is_probe
+    ticket.settle(Boom())
+    assert breaker.state is OPEN
+    with pytest.raises(RuntimeError, match=r"^this CircuitBreakerTicket is already"):
+        ticket.settle()
+
+
+async def test_ticket_settled_from_another_task(autojump_clock: object) -> None:
+    """A ticket belongs to its holder, not to a task: another task may settle it."""
+    breaker = CircuitBreaker(failure_threshold=1, recovery_timeout=5)
+    breaker.admit_nowait().settle(Boom())
+    await trio.sleep(5)
+    probe = breaker.admit_nowait()
+    assert probe.is_probe
+    with pytest.raises(CircuitBreakerOpenError):
+        breaker.admit_nowait()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_settle_soon, probe)
+    assert breaker.state is CLOSED
+
+
+async def _settle_soon(ticket: CircuitBreakerTicket) -> None:
+    await trio.lowlevel.checkpoint()
+    ticket.settle()
+
+
+async def test_admit_nowait_counts_rejections(autojump_clock: object) -> None:
+    """admit_nowait counts each rejection."""
+    breaker = CircuitBreaker(failure_threshold=1, recovery_timeout=10)
+    breaker.admit_nowait().settle(Boom())
+    for _ in range(3):
+        with pytest.raises(CircuitBreakerOpenError):
+            breaker.admit_nowait()
+    assert breaker.statistics().total_rejections == 3
+
+
+async def test_cancelled_call_settles_as_nothing(autojump_clock: object) -> None:
+    """A ticket settled with Cancelled changes no counter and frees a probe slot."""
+    breaker = CircuitBreaker(failure_threshold=1, recovery_timeout=1)
+    breaker.admit_nowait().settle(Boom())
+    await trio.sleep(1)
+    with trio.CancelScope() as scope:
+        ticket = breaker.admit_nowait()
+        try:
+            scope.cancel()
+            await trio.sleep(1)
+        except BaseException as exc:
+            ticket.settle(exc)
+            raise
+    assert breaker.state is HALF_OPEN
+    breaker.admit_nowait().settle()
+    assert breaker.state is CLOSED

@@ -37,6 +37,7 @@ def test_all_is_exactly_the_intended_names() -> None:
     assert set(trio_resilience.__all__) == CONTRACT | {
         "Attempt",
         "CircuitBreakerStatistics",
+        "CircuitBreakerTicket",
         "RetryDetails",
     }
 
@@ -57,6 +58,7 @@ def test_limiters_subpackage_exports() -> None:
         "SemaphoreRateLimiterStatistics",
         "TokenBucketRateLimiter",
         "TokenBucketRateLimiterStatistics",
+        "acquire_on_behalf_of_within",
     }
 
 
@@ -82,7 +84,15 @@ def test_subpackage_contracts() -> None:
         "RateLimitError",
     ):
         assert issubclass(getattr(errors, name), Exception), name
-    assert set(server.__all__) == {"create_app", "ServerSettings"}
+    assert set(server.__all__) == {
+        "create_app",
+        "create_app_from_env",
+        "ServerSettings",
+        "ResilienceTestApp",
+        "configure_logging",
+        "hypercorn_config",
+        "serve_forever",
+    }
     assert set(testing.__all__) == {"serve_in_background"}
     assert {
         "JobQueue",

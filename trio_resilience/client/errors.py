@@ -26,7 +26,7 @@ import time
 
 import httpx
 
-from ..breaker import CircuitBreakerOpenError, CircuitState
+from .._breaker import CircuitBreakerOpenError, CircuitState
 
 
 class APIError(Exception):

@@ -1,17 +1,17 @@
 """An asynchronous job queue whose workers live in a nursery."""
 
-from . import builtin as _builtin  # registers the built-in handlers
-from .models import Job as Job
-from .models import JobContext as JobContext
-from .models import JobStatus as JobStatus
-from .queue import JobNotFoundError as JobNotFoundError
-from .queue import JobQueue as JobQueue
-from .queue import JobQueueStatistics as JobQueueStatistics
-from .queue import QueueFullError as QueueFullError
-from .registry import HandlerRegistry as HandlerRegistry
-from .registry import UnknownJobTypeError as UnknownJobTypeError
-from .registry import default_registry as default_registry
-from .registry import register_handler as register_handler
+from . import _builtin  # registers the built-in handlers
+from ._models import Job as Job
+from ._models import JobContext as JobContext
+from ._models import JobStatus as JobStatus
+from ._queue import JobNotFoundError as JobNotFoundError
+from ._queue import JobQueue as JobQueue
+from ._queue import JobQueueStatistics as JobQueueStatistics
+from ._queue import QueueFullError as QueueFullError
+from ._registry import HandlerRegistry as HandlerRegistry
+from ._registry import UnknownJobTypeError as UnknownJobTypeError
+from ._registry import default_registry as default_registry
+from ._registry import register_handler as register_handler
 
 del _builtin
 

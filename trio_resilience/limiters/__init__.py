@@ -1,6 +1,7 @@
 """Rate and concurrency limiters sharing the `AsyncRateLimiter` protocol."""
 
 from ._base import AsyncRateLimiter as AsyncRateLimiter
+from ._capacity import acquire_on_behalf_of_within as acquire_on_behalf_of_within
 from ._per_key import PerKeyRateLimiter as PerKeyRateLimiter
 from ._semaphore import SemaphoreRateLimiter as SemaphoreRateLimiter
 from ._semaphore import (
@@ -18,4 +19,5 @@ __all__ = [
     "SemaphoreRateLimiterStatistics",
     "TokenBucketRateLimiter",
     "TokenBucketRateLimiterStatistics",
+    "acquire_on_behalf_of_within",
 ]

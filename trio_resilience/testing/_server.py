@@ -9,8 +9,7 @@ from functools import partial
 import trio
 
 from .._service import open_service_nursery
-from ..server.runner import serve_forever
-from ..server.settings import ServerSettings
+from ..server import ServerSettings, serve_forever
 
 
 @asynccontextmanager

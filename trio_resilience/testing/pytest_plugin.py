@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from ..server.settings import ServerSettings
+    from ..server import ServerSettings
 
 
 @pytest.fixture
 def resilience_server_settings() -> ServerSettings:
     """Settings for `resilience_server`: the defaults, without docs."""
-    from ..server.settings import ServerSettings
+    from ..server import ServerSettings
 
     return ServerSettings(enable_docs=False)
 

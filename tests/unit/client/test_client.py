@@ -19,6 +19,7 @@ from trio_resilience import (
     LoggingConfig,
     ResilientClient,
     RetryConfig,
+    RetryDetails,
     create_resilient_client,
 )
 from trio_resilience.client.errors import (
@@ -32,7 +33,6 @@ from trio_resilience.client.errors import (
     ServerError,
     ServiceUnavailableError,
 )
-from trio_resilience.retry import RetryDetails
 
 Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
 

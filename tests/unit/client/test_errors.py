@@ -7,8 +7,7 @@ import email.utils
 import httpx
 import pytest
 
-from trio_resilience import CircuitBreakerOpenError
-from trio_resilience.breaker import CircuitState
+from trio_resilience import CircuitBreakerOpenError, CircuitState
 from trio_resilience.client.errors import (
     APIConnectionError,
     APIError,

@@ -6,7 +6,7 @@ import pytest
 import trio
 import trio.testing
 
-from trio_resilience.server.faults import FailureInjector, FailureStatus
+from trio_resilience.server._faults import FailureInjector, FailureStatus
 
 
 def outcomes(faults: FailureInjector, n: int) -> list[bool]:

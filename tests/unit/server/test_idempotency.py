@@ -6,7 +6,7 @@ import pytest
 import trio
 import trio.testing
 
-from trio_resilience.server.idempotency import SingleFlight, TTLCache
+from trio_resilience.server._idempotency import SingleFlight, TTLCache
 
 
 async def test_ttl_expires_exactly(autojump_clock: trio.testing.MockClock) -> None:

@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 from quart import Blueprint
 from quart_schema import tag, validate_response
 
-from ..state import server_state
+from .._state import server_state
 
 blueprint = Blueprint("health", __name__)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import attrs
 import trio
@@ -10,12 +10,10 @@ from quart import current_app
 from quart_trio import QuartTrio
 
 from ..jobs import JobQueue
-from .faults import FailureInjector
-from .idempotency import SingleFlight, TTLCache
-from .settings import ServerSettings
-
-if TYPE_CHECKING:
-    from .routes.crud import ResourceStore
+from ._faults import FailureInjector
+from ._idempotency import SingleFlight, TTLCache
+from ._resources import ResourceStore
+from ._settings import ServerSettings
 
 
 @attrs.define(eq=False)

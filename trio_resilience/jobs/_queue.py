@@ -14,8 +14,8 @@ import trio
 
 from .._service import ServiceLifetime, open_service_nursery
 from .._validation import check_int, check_number
-from .models import Job, JobContext, JobStatus
-from .registry import HandlerRegistry, default_registry
+from ._models import Job, JobContext, JobStatus
+from ._registry import HandlerRegistry, default_registry
 
 
 class QueueFullError(Exception):

@@ -7,8 +7,8 @@ from typing import Any
 
 import attrs
 
+from .._backoff import Backoff
 from .._validation import check_int, check_number
-from ..backoff import Backoff
 
 
 def _positive_number(name: str) -> Any:

@@ -14,14 +14,14 @@ from pydantic import BaseModel, Field, ValidationError
 from quart import Blueprint, Response, request
 from quart_schema import document_querystring, document_response, tag
 
-from ..state import server_state
-from ._common import (
+from .._responses import (
     ErrorDetail,
     ValidationErrorDetail,
     json_response,
     request_id_problem,
     validation_detail,
 )
+from .._state import server_state
 
 MAX_DELAY_MS = 30_000
 

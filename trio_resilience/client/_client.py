@@ -21,9 +21,15 @@ from typing import Any, Self
 import httpx
 import trio
 
-from ..breaker import CircuitBreaker, CircuitBreakerOpenError, CircuitState
-from ..retry import RetryDetails, retry_context
-from .config import ClientConfig
+from .. import (
+    CircuitBreaker,
+    CircuitBreakerOpenError,
+    CircuitState,
+    RetryDetails,
+    retry_context,
+)
+from ..limiters import acquire_on_behalf_of_within
+from ._config import ClientConfig
 from .errors import (
     APIError,
     CircuitOpenError,
@@ -207,20 +213,13 @@ class ResilientClient:
         self, method: str, url: str, request_id: str, kwargs: dict[str, Any]
     ) -> httpx.Response:
         borrower = object()
-        try:
-            self._bulkhead.acquire_on_behalf_of_nowait(borrower)
-        except trio.WouldBlock:
-            timeout = self.config.bulkhead.acquisition_timeout
-            acquired = False
-            with trio.move_on_after(timeout):
-                await self._bulkhead.acquire_on_behalf_of(borrower)
-                acquired = True
-            if not acquired:
-                raise PoolTimeoutError(
-                    f"no bulkhead slot free within {timeout:g}s "
-                    f"({self._bulkhead.total_tokens} in use)",
-                    request_id=request_id,
-                ) from None
+        timeout = self.config.bulkhead.acquisition_timeout
+        if not await acquire_on_behalf_of_within(self._bulkhead, borrower, timeout):
+            raise PoolTimeoutError(
+                f"no bulkhead slot free within {timeout:g}s "
+                f"({self._bulkhead.total_tokens} in use)",
+                request_id=request_id,
+            )
         try:
             return await self._send_through_breaker(method, url, request_id, kwargs)
         finally:
@@ -231,9 +230,8 @@ class ResilientClient:
     ) -> httpx.Response:
         # The breaker's synchronous admission: the request right after it is the
         # checkpoint, so this layer adds no extra trip through the scheduler.
-        breaker = self._breaker
         try:
-            ticket = breaker._admit_nowait()
+            ticket = self._breaker.admit_nowait()
         except CircuitBreakerOpenError as rejected:
             raise CircuitOpenError(
                 state=rejected.state,
@@ -243,9 +241,9 @@ class ResilientClient:
         try:
             response = await self._send_once(method, url, request_id, kwargs)
         except BaseException as exc:
-            breaker._settle(ticket, exc)
+            ticket.settle(exc)
             raise
-        breaker._settle(ticket, None)
+        ticket.settle()
         return response
 
     async def _send_once(

@@ -15,7 +15,8 @@ from typing import Any
 
 import trio
 
-from .logging import get_logger
+from ..limiters import acquire_on_behalf_of_within
+from ._logging import get_logger
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -213,14 +214,10 @@ class ConcurrencyMiddleware:
             return await self.app(scope, receive, send)
         borrower = object()
         scope[SLOT_KEY] = False
-        try:
-            self.limiter.acquire_on_behalf_of_nowait(borrower)
-        except trio.WouldBlock:
-            with trio.move_on_after(self.queue_timeout):
-                await self.limiter.acquire_on_behalf_of(borrower)
-                scope[SLOT_KEY] = True
-            if not scope[SLOT_KEY]:
-                return await send_saturated(send)
+        if not await acquire_on_behalf_of_within(
+            self.limiter, borrower, self.queue_timeout
+        ):
+            return await send_saturated(send)
         scope[SLOT_KEY] = True
         try:
             await self.app(scope, receive, send)

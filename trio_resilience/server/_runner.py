@@ -10,9 +10,9 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
-from .app import create_app
-from .logging import get_logger
-from .settings import ServerSettings
+from ._app import create_app
+from ._logging import get_logger
+from ._settings import ServerSettings
 
 
 def hypercorn_config(settings: ServerSettings) -> Config:

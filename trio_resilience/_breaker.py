@@ -123,7 +123,9 @@ class CircuitBreaker:
     _opened_at: float = attrs.field(init=False, default=-math.inf)
     _probes: int = attrs.field(init=False, default=0)
     _epoch: int = attrs.field(init=False, default=0)
-    _tickets: dict[trio.lowlevel.Task, list[int]] = attrs.field(
+    # `async with breaker:` has nowhere but the task to keep its ticket between
+    # __aenter__ and __aexit__; every other path holds the ticket itself.
+    _entered: dict[trio.lowlevel.Task, list[CircuitBreakerTicket]] = attrs.field(
         init=False, factory=dict
     )
     _total_successes: int = attrs.field(init=False, default=0)
@@ -177,7 +179,7 @@ class CircuitBreaker:
 
     async def record_success(self) -> None:
         """Record a successful call made outside ``async with`` / the decorator."""
-        self._settle(_NOT_A_PROBE, None)
+        self._record_success()
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def record_failure(self) -> None:
@@ -193,9 +195,45 @@ class CircuitBreaker:
 
     # -- guarding calls -------------------------------------------------------------
 
+    def admit_nowait(self) -> CircuitBreakerTicket:
+        """Admit one call now, without a checkpoint, or raise `CircuitBreakerOpenError`.
+
+        The synchronous half of a guarded call, for callers whose next step is a
+        checkpoint anyway (a request on the network, say)::
+
+            ticket = breaker.admit_nowait()
+            try:
+                result = await call_service()
+            except BaseException as exc:
+                ticket.settle(exc)
+                raise
+            ticket.settle()
+
+        The returned ticket must be settled exactly once with the call's outcome; an
+        unsettled half-open probe holds its slot until ``half_open_probe_timeout``.
+        """
+        state = self.state
+        if state is CircuitState.CLOSED:
+            return CircuitBreakerTicket(self, _NOT_A_PROBE)
+        if state is CircuitState.HALF_OPEN and self._probes < self.half_open_max_calls:
+            self._probes += 1
+            return CircuitBreakerTicket(self, self._epoch)
+        self._total_rejections += 1
+        raise CircuitBreakerOpenError(
+            state=state, retry_after=self._seconds_until_half_open(), name=self.name
+        )
+
+    async def admit(self) -> CircuitBreakerTicket:
+        """`admit_nowait` with a checkpoint, like any trio operation that may raise."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            return self.admit_nowait()
+        finally:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
     async def __aenter__(self) -> CircuitBreaker:
-        ticket = await self._admit()
-        self._tickets.setdefault(trio.lowlevel.current_task(), []).append(ticket)
+        ticket = await self.admit()
+        self._entered.setdefault(trio.lowlevel.current_task(), []).append(ticket)
         return self
 
     async def __aexit__(
@@ -205,11 +243,11 @@ class CircuitBreaker:
         tb: TracebackType | None,
     ) -> None:
         task = trio.lowlevel.current_task()
-        stack = self._tickets[task]
+        stack = self._entered[task]
         ticket = stack.pop()
         if not stack:
-            del self._tickets[task]
-        self._settle(ticket, exc)
+            del self._entered[task]
+        ticket.settle(exc)
 
     def __call__(
         self, fn: Callable[P, Coroutine[Any, Any, T]]
@@ -219,40 +257,21 @@ class CircuitBreaker:
 
         @functools.wraps(fn)
         async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
-            ticket = await self._admit()
+            ticket = await self.admit()
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
-                self._settle(ticket, exc)
+                ticket.settle(exc)
                 raise
-            self._settle(ticket, None)
+            ticket.settle()
             return result
 
         return guarded
 
     # -- the state machine ----------------------------------------------------------
 
-    async def _admit(self) -> int:
-        await trio.lowlevel.checkpoint_if_cancelled()
-        try:
-            return self._admit_nowait()
-        finally:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-
-    def _admit_nowait(self) -> int:
-        state = self.state
-        if state is CircuitState.CLOSED:
-            return _NOT_A_PROBE
-        if state is CircuitState.HALF_OPEN and self._probes < self.half_open_max_calls:
-            self._probes += 1
-            return self._epoch
-        self._total_rejections += 1
-        raise CircuitBreakerOpenError(
-            state=state, retry_after=self._seconds_until_half_open(), name=self.name
-        )
-
-    def _settle(self, ticket: int, exc: BaseException | None) -> None:
-        if ticket == self._epoch and self._current is CircuitState.HALF_OPEN:
+    def _settle(self, epoch: int, exc: BaseException | None) -> None:
+        if epoch == self._epoch and self._current is CircuitState.HALF_OPEN:
             self._probes -= 1
         if exc is None:
             self._record_success()
@@ -306,3 +325,39 @@ class CircuitBreaker:
         self._observable.value = new
         if self.on_state_change is not None:
             self.on_state_change(old, new)
+
+
+class CircuitBreakerTicket:
+    """One admitted call of a `CircuitBreaker`, from `CircuitBreaker.admit_nowait`.
+
+    It belongs to the caller that was admitted, not to a task: settle it once with
+    the call's outcome, from wherever the call ended.
+    """
+
+    __slots__ = ("_breaker", "_epoch", "_settled")
+
+    def __init__(self, breaker: CircuitBreaker, epoch: int) -> None:
+        self._breaker = breaker
+        self._epoch = epoch
+        self._settled = False
+
+    def __repr__(self) -> str:
+        probe = "" if self._epoch == _NOT_A_PROBE else " probe"
+        done = " settled" if self._settled else ""
+        return f"<CircuitBreakerTicket{probe}{done}>"
+
+    @property
+    def is_probe(self) -> bool:
+        """Whether this call was admitted as a half-open probe."""
+        return self._epoch != _NOT_A_PROBE
+
+    def settle(self, exc: BaseException | None = None) -> None:
+        """Record the call's outcome: None for a success, else what it raised.
+
+        Which exceptions count as failures is the breaker's ``expected_exception``;
+        cancellation counts as nothing. Settling twice raises `RuntimeError`.
+        """
+        if self._settled:
+            raise RuntimeError("this CircuitBreakerTicket is already settled")
+        self._settled = True
+        self._breaker._settle(self._epoch, exc)

@@ -6,8 +6,8 @@ from typing import Any
 
 import trio
 
-from .models import JobContext
-from .registry import register_handler
+from ._models import JobContext
+from ._registry import register_handler
 
 
 @register_handler("echo")

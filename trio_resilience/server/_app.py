@@ -11,14 +11,15 @@ from quart_cors import cors
 from quart_schema import Info, QuartSchema, RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
-from .. import __version__
+from .._version import __version__
 from ..jobs import JobQueue
-from .logging import configure_logging, get_logger
-from .middleware import REQUEST_ID_KEY, wrap
-from .routes import crud, faults, health, jobs, messages
-from .routes._common import validation_detail
-from .settings import ServerSettings
-from .state import ResilienceTestApp, ServerState
+from ._logging import configure_logging, get_logger
+from ._middleware import REQUEST_ID_KEY, wrap
+from ._resources import ResourceStore
+from ._responses import validation_detail
+from ._routes import crud, faults, health, jobs, messages
+from ._settings import ServerSettings
+from ._state import ResilienceTestApp, ServerState
 
 
 def create_app(settings: ServerSettings | None = None) -> ResilienceTestApp:
@@ -56,7 +57,7 @@ def create_app(settings: ServerSettings | None = None) -> ResilienceTestApp:
     ):
         app.register_blueprint(blueprint)
     for name in ("items", "users"):
-        app.state.resources[name] = crud.ResourceStore(app.state.new_cache())
+        app.state.resources[name] = ResourceStore(app.state.new_cache())
     # Background tasks (the job queue) get the grace period, plus a margin.
     app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = settings.shutdown_grace_period + 1
     _register_error_handlers(app)

@@ -24,9 +24,9 @@ from typing import Any, ParamSpec, TypeVar
 import attrs
 import trio
 
+from ._backoff import Backoff
 from ._exceptions import ExceptionSpec, is_cancellation, make_matcher
 from ._validation import check_async_callable, check_int, check_number
-from .backoff import Backoff
 
 P = ParamSpec("P")
 T = TypeVar("T")

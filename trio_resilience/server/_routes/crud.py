@@ -6,22 +6,19 @@ request created, so client retries of writes can be tested end to end.
 
 from __future__ import annotations
 
-import itertools
-from typing import Any
-
 from pydantic import BaseModel, EmailStr, Field
 from quart import Blueprint, Response, request
 from quart_schema import document_request, document_response, tag
 
-from ..idempotency import TTLCache
-from ..state import server_state
-from ._common import (
+from .._resources import ResourceStore
+from .._responses import (
     ErrorDetail,
     ValidationErrorDetail,
     json_response,
     parse_json_body,
     request_id_problem,
 )
+from .._state import server_state
 
 
 class ItemIn(BaseModel, extra="forbid"):
@@ -34,20 +31,6 @@ class ItemIn(BaseModel, extra="forbid"):
 class UserIn(BaseModel, extra="forbid"):
     name: str = Field(min_length=1, max_length=200)
     email: EmailStr
-
-
-class ResourceStore:
-    """One resource collection: records by integer id, and POST keys to ids."""
-
-    def __init__(self, keys: TTLCache[str, int]) -> None:
-        self.records: dict[int, dict[str, Any]] = {}
-        self.keys = keys
-        self._ids = itertools.count(1)
-
-    def create(self, data: dict[str, Any]) -> dict[str, Any]:
-        record = {"id": next(self._ids), **data}
-        self.records[record["id"]] = record
-        return record
 
 
 def crud_blueprint(name: str, model: type[BaseModel]) -> Blueprint:

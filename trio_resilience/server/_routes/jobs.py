@@ -22,8 +22,7 @@ from ...jobs import (
     QueueFullError,
     UnknownJobTypeError,
 )
-from ..state import server_state
-from ._common import (
+from .._responses import (
     ErrorDetail,
     ValidationErrorDetail,
     json_response,
@@ -31,6 +30,7 @@ from ._common import (
     request_id_problem,
     validation_detail,
 )
+from .._state import server_state
 
 blueprint = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs")
 

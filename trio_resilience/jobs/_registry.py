@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .._validation import check_async_callable
-from .models import JobContext
+from ._models import JobContext
 
 Handler = Callable[[dict[str, Any], JobContext], Awaitable[Any]]
 

@@ -8,9 +8,9 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from quart import Blueprint
 from quart_schema import tag, validate_response
 
-from ..faults import MAX_FAIL_COUNT, MAX_FAIL_SECONDS
-from ..state import server_state
-from ._common import ValidationErrorDetail, validation_detail
+from .._faults import MAX_FAIL_COUNT, MAX_FAIL_SECONDS
+from .._responses import ValidationErrorDetail, validation_detail
+from .._state import server_state
 
 blueprint = Blueprint("faults", __name__, url_prefix="/fail")
 
