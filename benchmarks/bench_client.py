@@ -653,14 +653,13 @@ def _function_rows(profile: Profile, keys: Sequence[FuncKey]) -> list[dict[str, 
 
 SUGGESTIONS: dict[str, str] = {
     "breaker_checkpoint": (
-        "CircuitBreaker._admit (async with breaker, once per attempt) awaits "
+        "CircuitBreaker.admit (async with breaker, once per attempt) awaits "
         "checkpoint_if_cancelled and cancel_shielded_checkpoint: one more trip "
         "through the trio scheduler per request (see 'task resumptions' above; it "
         "shows as extra epoll and run-loop time), and every coroutine frame of the "
         "await chain is resumed once more for it. The client could call the "
-        "synchronous _admit_nowait/_settle pair around the httpx call, which "
-        "checkpoints anyway (e.g. through a public non-yielding admit/settle API on "
-        "the breaker)."
+        "synchronous admit_nowait()/ticket.settle() pair around the httpx call, "
+        "which checkpoints anyway."
     ),
     "await_chain": (
         "The await chain get -> request -> _send_with_retries -> _send_in_bulkhead "
@@ -695,17 +694,16 @@ SUGGESTIONS: dict[str, str] = {
 """By estimated effect, largest first; shown when a function of theirs is listed."""
 
 SUGGESTION_FOR: dict[tuple[str, str], str] = {
-    ("breaker.py", "_admit"): "breaker_checkpoint",
-    ("client.py", "_send_through_breaker"): "breaker_checkpoint",
-    ("client.py", "get"): "await_chain",
-    ("client.py", "_send_in_bulkhead"): "await_chain",
-    ("client.py", "_send_once"): "await_chain",
-    ("client.py", "_send_with_retries"): "retry_policy",
-    ("retry.py", "build"): "retry_policy",
-    ("retry.py", "retry_context"): "retry_policy",
-    ("client.py", "request"): "request_id",
-    ("breaker.py", "__aenter__"): "breaker_tickets",
-    ("breaker.py", "__aexit__"): "breaker_tickets",
+    ("_breaker.py", "admit"): "breaker_checkpoint",
+    ("_client.py", "get"): "await_chain",
+    ("_client.py", "_send_in_bulkhead"): "await_chain",
+    ("_client.py", "_send_once"): "await_chain",
+    ("_client.py", "_send_with_retries"): "retry_policy",
+    ("_retry.py", "build"): "retry_policy",
+    ("_retry.py", "retry_context"): "retry_policy",
+    ("_client.py", "request"): "request_id",
+    ("_breaker.py", "__aenter__"): "breaker_tickets",
+    ("_breaker.py", "__aexit__"): "breaker_tickets",
 }
 
 
