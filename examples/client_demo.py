@@ -6,13 +6,16 @@ Start the server in one terminal (``just serve``), then run::
     python examples/client_demo.py --self-serve    # starts its own server instead
 
 Each section sets up failures on the server through its ``/fail`` endpoints, then
-shows what the client does about them.
+shows what the client does about them. The client's own log records are printed
+too (prefixed ``log``): with the default ``LoggingConfig(level="INFO")`` and the
+standard library's default WARNING level, that is one WARNING per failed call.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -31,6 +34,7 @@ from trio_resilience import (
 )
 from trio_resilience.client.errors import (
     CircuitOpenError,
+    ClientUsageError,
     PoolTimeoutError,
     ServerError,
 )
@@ -126,6 +130,17 @@ async def idempotency(base_url: str, admin: httpx.AsyncClient) -> None:
     )
 
 
+async def usage_errors(base_url: str) -> None:
+    say("\n5. A request that cannot be sent: a typed error at once, never retried")
+    async with ResilientClient(ClientConfig(base_url=base_url)) as client:
+        try:
+            await client.get("http://[::1")
+        except ClientUsageError as exc:
+            cause = type(exc.__cause__).__name__
+            say(f"    {type(exc).__name__} after {exc.attempts} attempt: {exc}")
+            say(f"    (raised from httpx's {cause}; the breaker did not count it)")
+
+
 @asynccontextmanager
 async def server(base_url: str | None) -> AsyncIterator[str]:
     if base_url is not None:
@@ -143,6 +158,7 @@ async def main(base_url: str | None) -> None:
         await circuit_breaker(url, admin)
         await bulkhead(url)
         await idempotency(url, admin)
+        await usage_errors(url)
         await admin.post("/fail/reset")
 
 
@@ -157,4 +173,8 @@ if __name__ == "__main__":
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING)
     )
+    # Show the client's records in the tour's style (the logger keeps its level).
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("    log %(levelname)s: %(message)s"))
+    logging.getLogger("resilient_client").addHandler(handler)
     trio.run(main, None if args.self_serve else args.base_url)

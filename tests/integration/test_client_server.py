@@ -20,6 +20,7 @@ from trio_resilience import (
 )
 from trio_resilience.client.errors import (
     CircuitOpenError,
+    ClientUsageError,
     PoolTimeoutError,
     ServerError,
 )
@@ -143,3 +144,32 @@ async def test_load_under_a_failing_second() -> None:
     assert set(served) == {f"call-{n}" for n in range(200)}
     assert set(served.values()) == {1}
     assert me.child_nurseries == before
+
+
+async def test_unsendable_requests_are_usage_errors() -> None:
+    """Bad URL, scheme or header: ClientUsageError, one attempt, breaker untouched."""
+    cfg = ClientConfig(
+        retry=FAST_RETRIES,
+        circuit_breaker=CircuitBreakerConfig(failure_threshold=1),
+    )
+    async with serve_in_background() as url:
+        async with ResilientClient(attrs.evolve(cfg, base_url=url)) as client:
+            port = httpx.URL(url).port
+            bad = [
+                ("http://[::1", httpx.InvalidURL),
+                (f"ftp://127.0.0.1:{port}/msg", httpx.UnsupportedProtocol),
+            ]
+            for target, cause in bad:
+                with pytest.raises(ClientUsageError) as info:
+                    await client.get(target, request_id="bad")
+                assert isinstance(info.value.__cause__, cause)
+                assert (info.value.request_id, info.value.attempts) == ("bad", 1)
+            with pytest.raises(ClientUsageError) as info:
+                await client.get("/msg", headers={"X-Note": "one\ntwo"})
+            assert isinstance(info.value.__cause__, httpx.LocalProtocolError)
+            assert client.breaker.statistics().total_failures == 0
+            assert client.breaker.state is CircuitState.CLOSED
+            assert (await client.get("/msg")).status_code == 200
+        async with httpx.AsyncClient(base_url=url) as admin:
+            seen = (await admin.get("/fail/status")).json()["requests_seen"]
+    assert seen == 1  # only the good call reached /msg

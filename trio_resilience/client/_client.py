@@ -2,11 +2,14 @@
 
 The send path is layered like httpx's own, one concern per method::
 
-    request -> _send_with_retries -> _send_in_bulkhead -> _send_through_breaker
-            -> _send_once (httpx, then the outcome mapped to a typed error)
+    request -> _send_with_retries -> _build_request (httpx's, errors mapped)
+                                  -> _send_in_bulkhead -> _send_through_breaker
+                                  -> _send_once (httpx, then the outcome mapped)
 
-Every attempt of one call carries the same request id header. Between attempts the
-retry loop sleeps its backoff holding no bulkhead slot.
+Every attempt of one call carries the same request id header. A request that cannot
+be built (a bad URL) fails before it takes a bulkhead slot or a breaker admission.
+Between attempts the retry loop sleeps its backoff holding no bulkhead slot. Every
+httpx exception is translated by `map_httpx_exceptions`, nowhere else.
 """
 
 from __future__ import annotations
@@ -34,12 +37,15 @@ from .errors import (
     APIError,
     CircuitOpenError,
     PoolTimeoutError,
-    error_for_exception,
     error_for_response,
     is_retryable,
     is_service_failure,
+    map_httpx_exceptions,
     retry_after_hint,
 )
+
+# httpx.AsyncClient.request's keywords that belong to send(), not build_request().
+_SEND_KEYWORDS = ("auth", "follow_redirects")
 
 RetryHook = Callable[[RetryDetails], object]
 StateChangeHook = Callable[[CircuitState, CircuitState], object]
@@ -57,6 +63,10 @@ class ResilientClient:
     ``transport`` replaces httpx's network transport (``httpx.MockTransport`` in unit
     tests). ``on_retry`` receives a `RetryDetails` before each backoff sleep, and
     ``on_circuit_state_change(old, new)`` each breaker transition: hooks for metrics.
+
+    Each attempt may log one record on ``config.logging.logger_name``: a success at
+    DEBUG, a failure that will be retried at INFO, the failure the call raises at
+    WARNING (see `LoggingConfig` for the threshold).
     """
 
     def __init__(
@@ -93,7 +103,7 @@ class ResilientClient:
         self._backoff = config.retry.backoff()
         self._on_retry = on_retry
         self._log = logging.getLogger(config.logging.logger_name)
-        self._log_level = config.logging.levelno
+        self._log_threshold = config.logging.levelno
         self._closed = False
 
     @property
@@ -165,21 +175,28 @@ class ResilientClient:
         if request_id is None:
             request_id = str(uuid.uuid4())
         headers[header] = request_id
+        kwargs["headers"] = headers
+        send_kwargs = {k: kwargs.pop(k) for k in _SEND_KEYWORDS if k in kwargs}
         return await self._send_with_retries(
-            method, url, request_id, {**kwargs, "headers": headers}
+            method, url, request_id, kwargs, send_kwargs
         )
 
     # -- the layers ------------------------------------------------------------------
 
     async def _send_with_retries(
-        self, method: str, url: str, request_id: str, kwargs: dict[str, Any]
+        self,
+        method: str,
+        url: str,
+        request_id: str,
+        build_kwargs: dict[str, Any],
+        send_kwargs: dict[str, Any],
     ) -> httpx.Response:
         started = trio.current_time()
 
         def before_sleep(details: RetryDetails) -> None:
             self._log_attempt(
-                method, url, request_id, details.attempt, details.exception,
-                started, next_delay=details.delay,
+                logging.INFO, method, url, request_id, details.attempt,
+                details.exception, started, next_delay=details.delay,
             )  # fmt: skip
             if self._on_retry is not None:
                 self._on_retry(details)
@@ -196,21 +213,33 @@ class ResilientClient:
                 with attempt:
                     number = attempt.num
                     started = trio.current_time()
+                    request = self._build_request(method, url, request_id, build_kwargs)
                     response = await self._send_in_bulkhead(
-                        method, url, request_id, kwargs
+                        request, request_id, send_kwargs
                     )
                     self._log_attempt(
-                        method, url, request_id, number, response, started
-                    )
+                        logging.DEBUG, method, url, request_id, number, response,
+                        started,
+                    )  # fmt: skip
                     return response
         except APIError as error:
             error.attempts = number
-            self._log_attempt(method, url, request_id, number, error, started)
+            self._log_attempt(
+                logging.WARNING, method, url, request_id, number, error, started
+            )
             raise
         raise AssertionError("unreachable: the retry loop ended without a result")
 
-    async def _send_in_bulkhead(
+    def _build_request(
         self, method: str, url: str, request_id: str, kwargs: dict[str, Any]
+    ) -> httpx.Request:
+        # Built afresh for each attempt, as httpx.AsyncClient.request would (cookies
+        # the client received since are sent); a bad URL fails here, before a slot.
+        with map_httpx_exceptions(request_id):
+            return self._http.build_request(method, url, **kwargs)
+
+    async def _send_in_bulkhead(
+        self, request: httpx.Request, request_id: str, kwargs: dict[str, Any]
     ) -> httpx.Response:
         borrower = object()
         timeout = self.config.bulkhead.acquisition_timeout
@@ -221,12 +250,12 @@ class ResilientClient:
                 request_id=request_id,
             )
         try:
-            return await self._send_through_breaker(method, url, request_id, kwargs)
+            return await self._send_through_breaker(request, request_id, kwargs)
         finally:
             self._bulkhead.release_on_behalf_of(borrower)
 
     async def _send_through_breaker(
-        self, method: str, url: str, request_id: str, kwargs: dict[str, Any]
+        self, request: httpx.Request, request_id: str, kwargs: dict[str, Any]
     ) -> httpx.Response:
         # The breaker's synchronous admission: the request right after it is the
         # checkpoint, so this layer adds no extra trip through the scheduler.
@@ -239,7 +268,7 @@ class ResilientClient:
                 request_id=request_id,
             ) from rejected
         try:
-            response = await self._send_once(method, url, request_id, kwargs)
+            response = await self._send_once(request, request_id, kwargs)
         except BaseException as exc:
             ticket.settle(exc)
             raise
@@ -247,12 +276,10 @@ class ResilientClient:
         return response
 
     async def _send_once(
-        self, method: str, url: str, request_id: str, kwargs: dict[str, Any]
+        self, request: httpx.Request, request_id: str, kwargs: dict[str, Any]
     ) -> httpx.Response:
-        try:
-            response = await self._http.request(method, url, **kwargs)
-        except httpx.HTTPError as exc:
-            raise error_for_exception(exc, request_id) from exc
+        with map_httpx_exceptions(request_id):
+            response = await self._http.send(request, **kwargs)
         error = error_for_response(response, request_id)
         if error is not None:
             raise error
@@ -266,6 +293,7 @@ class ResilientClient:
 
     def _log_attempt(
         self,
+        levelno: int,
         method: str,
         url: str,
         request_id: str,
@@ -275,7 +303,9 @@ class ResilientClient:
         *,
         next_delay: float | None = None,
     ) -> None:
-        if not self._log.isEnabledFor(self._log_level):
+        # The config's threshold first (an int comparison), then the logger's own
+        # level: a record below either is neither formatted nor created.
+        if levelno < self._log_threshold or not self._log.isEnabledFor(levelno):
             return
         if isinstance(outcome, httpx.Response):
             result = str(outcome.status_code)
@@ -297,7 +327,7 @@ class ResilientClient:
             then = "done"
         rid = f" [{request_id}]" if self.config.logging.include_request_id else ""
         self._log.log(
-            self._log_level,
+            levelno,
             "%s %s attempt %d -> %s in %.1f ms; %s%s",
             method, url, attempt, result, elapsed_ms, then, rid,
             extra=fields,

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import attrs
+import httpx
 
 from .._backoff import Backoff
 from .._validation import check_int, check_number
@@ -111,7 +112,22 @@ def _check_level(_self: object, _attr: object, value: object) -> None:
 
 @attrs.frozen
 class LoggingConfig:
-    """One standard-library log record per attempt, on ``logger_name`` at ``level``."""
+    """Which of the client's per-attempt records reach the ``logger_name`` logger.
+
+    Each attempt is one standard-library record at a level set by its outcome:
+
+    * DEBUG: a success (a response below 400);
+    * INFO: a failure that will be retried (the record names the next delay);
+    * WARNING: the failure the call raises (no attempts left, not retryable, an
+      open circuit, no bulkhead slot).
+
+    ``level`` is a threshold, not the level records are written at: a record is
+    emitted only if it is at least ``level`` *and* the logger is enabled for it (its
+    own or its ancestors' level; the client never calls ``setLevel``). The default
+    ``"INFO"`` logs retries and failures; ``"DEBUG"`` adds every success,
+    ``"WARNING"`` keeps only failed calls, ``"ERROR"`` silences the client. A record
+    that is not emitted is never formatted.
+    """
 
     level: str = attrs.field(default="INFO", validator=_check_level)
     include_request_id: bool = attrs.field(
@@ -126,11 +142,20 @@ class LoggingConfig:
         return logging.getLevelNamesMapping()[self.level.upper()]
 
 
+def _check_base_url(_self: object, _attr: object, value: object) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"base_url must be a str, not {type(value).__name__}")
+    try:
+        httpx.URL(value)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"base_url is not a valid URL: {exc}") from exc
+
+
 @attrs.frozen
 class ClientConfig:
     """Everything a `ResilientClient` needs; every part has sensible defaults."""
 
-    base_url: str = attrs.field(default="", validator=attrs.validators.instance_of(str))
+    base_url: str = attrs.field(default="", validator=_check_base_url)
     timeout: TimeoutConfig = attrs.field(
         factory=TimeoutConfig, validator=attrs.validators.instance_of(TimeoutConfig)
     )

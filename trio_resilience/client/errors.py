@@ -14,15 +14,42 @@
     │   ├── AuthenticationError   401 / 403
     │   ├── NotFoundError         404
     │   └── InvalidRequestError   400 / 422
+    ├── ClientUsageError          the request cannot be sent as given (bad URL, ...)
+    ├── TooManyRedirectsError     more redirects than httpx follows
     └── PoolTimeoutError          no bulkhead slot within acquisition_timeout
 
 ``CircuitOpenError`` is also a `trio_resilience.CircuitBreakerOpenError`.
+
+Every httpx exception is translated by `map_httpx_exceptions`, in one table, and
+raised ``from`` the original; anything else (a `TypeError` for a bad keyword,
+`trio.Cancelled`) passes through untouched.
+
+::
+
+    httpx exception                             raised as              retried  counted
+    TimeoutException and its four subclasses    APITimeoutError        yes      yes
+    NetworkError and its four subclasses,       APIConnectionError     yes      yes
+      ProxyError, ProtocolError,
+      RemoteProtocolError
+    DecodingError (a body that does not         APIConnectionError     yes      yes
+      decode as its Content-Encoding says)
+    UnsupportedProtocol, LocalProtocolError,    ClientUsageError       no       no
+      InvalidURL, CookieConflict, StreamError
+      and its four subclasses
+    TooManyRedirects                            TooManyRedirectsError  no       no
+    HTTPStatusError                             the response's error, as a response is
+    HTTPError, RequestError (the bare bases)    APIError               no       no
+
+"counted" is `is_service_failure`: whether the circuit breaker records a failure.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import time
+from collections.abc import Iterator
+from typing import Final
 
 import httpx
 
@@ -115,6 +142,23 @@ class InvalidRequestError(APIStatusError):
     """400 or 422."""
 
 
+class ClientUsageError(APIError):
+    """The request cannot be sent as given; retrying cannot help.
+
+    A URL httpx cannot parse or a scheme it cannot send (`httpx.InvalidURL`,
+    `httpx.UnsupportedProtocol`), a header h11 refuses (`httpx.LocalProtocolError`),
+    a misused stream (`httpx.StreamError`) or a `httpx.CookieConflict`: a bug in the
+    call, not a failure of the service, so the circuit breaker does not count it.
+    """
+
+
+class TooManyRedirectsError(APIError):
+    """The service answered with more redirects than httpx follows (20 by default).
+
+    Not retried, and not counted by the circuit breaker: the service did answer.
+    """
+
+
 class PoolTimeoutError(APIError):
     """No bulkhead slot came free within ``acquisition_timeout``."""
 
@@ -173,16 +217,63 @@ def error_for_response(
     )
 
 
-def error_for_exception(exc: httpx.HTTPError, request_id: str | None) -> APIError:
-    """The error an httpx exception stands for."""
+HTTPX_EXCEPTIONS: Final[tuple[type[Exception], ...]] = (
+    httpx.HTTPError,
+    httpx.InvalidURL,
+    httpx.CookieConflict,
+    httpx.StreamError,
+)
+"""The roots of httpx's public exception tree: every httpx exception is one of them."""
+
+# Looked up along the exception's MRO, so the most specific entry wins (a
+# LocalProtocolError is a usage error although TransportError is retryable).
+_EXCEPTION_ERRORS: Final[dict[type[Exception], type[APIError]]] = {
+    httpx.TimeoutException: APITimeoutError,
+    httpx.UnsupportedProtocol: ClientUsageError,
+    httpx.LocalProtocolError: ClientUsageError,
+    httpx.TransportError: APIConnectionError,
+    httpx.DecodingError: APIConnectionError,
+    httpx.TooManyRedirects: TooManyRedirectsError,
+    httpx.HTTPError: APIError,
+    httpx.InvalidURL: ClientUsageError,
+    httpx.CookieConflict: ClientUsageError,
+    httpx.StreamError: ClientUsageError,
+}
+
+
+def error_for_exception(exc: Exception, request_id: str | None) -> APIError:
+    """The error an httpx exception stands for (see the table in this module).
+
+    Raises `TypeError` for an exception that is not httpx's.
+    """
+    if isinstance(exc, httpx.HTTPStatusError):
+        mapped = error_for_response(exc.response, request_id)
+        if mapped is not None:
+            return mapped
+    for cls in type(exc).__mro__:
+        error_cls = _EXCEPTION_ERRORS.get(cls)
+        if error_cls is not None:
+            break
+    else:
+        raise TypeError(f"not an httpx exception: {type(exc).__name__}")
     message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    if isinstance(exc, httpx.TimeoutException):
-        return APITimeoutError(message, request_id=request_id)
-    if isinstance(exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError):
-        return APIError(message, request_id=request_id)  # retrying cannot help
-    if isinstance(exc, httpx.TransportError):
-        return APIConnectionError(message, request_id=request_id)
-    return APIError(message, request_id=request_id)
+    response = exc.response if isinstance(exc, httpx.HTTPStatusError) else None
+    return error_cls(message, request_id=request_id, response=response)
+
+
+@contextlib.contextmanager
+def map_httpx_exceptions(request_id: str | None) -> Iterator[None]:
+    """``with map_httpx_exceptions(request_id):`` raises an httpx error as ours.
+
+    The one place the client translates httpx: any exception of httpx's leaves the
+    block as `error_for_exception` says, ``from`` the original (httpx's own
+    ``map_httpcore_exceptions`` is the model). Everything else passes through
+    untouched: a `TypeError` for a bad keyword, `trio.Cancelled`, exception groups.
+    """
+    try:
+        yield
+    except HTTPX_EXCEPTIONS as exc:
+        raise error_for_exception(exc, request_id) from exc
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -6,6 +6,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 
+import attrs
 import httpx
 import pytest
 import trio
@@ -24,8 +25,10 @@ from trio_resilience import (
 )
 from trio_resilience.client.errors import (
     APIConnectionError,
+    APIError,
     APITimeoutError,
     CircuitOpenError,
+    ClientUsageError,
     InvalidRequestError,
     NotFoundError,
     PoolTimeoutError,
@@ -33,6 +36,8 @@ from trio_resilience.client.errors import (
     ServerError,
     ServiceUnavailableError,
 )
+
+from ._httpx_cases import HTTPX_CASES, make
 
 Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
 
@@ -186,6 +191,124 @@ async def test_network_errors_are_retried_and_mapped(
     script = Script(httpx.ConnectError("refused"), 200)
     async with ResilientClient(config(), transport=script.transport) as client:
         assert (await client.get("/x")).status_code == 200
+
+
+@pytest.mark.parametrize("cls", list(HTTPX_CASES), ids=lambda cls: cls.__name__)
+async def test_every_httpx_exception_leaves_as_ours(
+    autojump_clock: trio.testing.MockClock, cls: type[Exception]
+) -> None:
+    """A transport raising any httpx exception gives the table's error, from it."""
+    expected, retried = HTTPX_CASES[cls]
+    raised: list[Exception] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        await trio.lowlevel.checkpoint()
+        raised.append(make(cls))
+        raise raised[-1]
+
+    async with ResilientClient(
+        config(), transport=httpx.MockTransport(handler)
+    ) as client:
+        with pytest.raises(APIError) as info:
+            await client.get("/x", request_id="rid")
+        failures = client.breaker.statistics().total_failures
+    assert type(info.value) is expected
+    assert info.value.__cause__ is raised[-1]
+    assert (info.value.request_id, info.value.attempts) == ("rid", len(raised))
+    assert len(raised) == (3 if retried else 1)
+    assert failures == (3 if retried else 0)
+
+
+async def test_invalid_url_is_a_usage_error(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A real call to an unparsable URL raises ClientUsageError from InvalidURL."""
+    async with ResilientClient(config(retry=RetryConfig(max_attempts=5))) as client:
+        with pytest.raises(ClientUsageError) as info:
+            await client.get("http://[::1", request_id="rid")
+        with pytest.raises(ClientUsageError, match=r"^InvalidURL: URL too long$"):
+            await client.get("/" + "a" * 70_000)
+        stats = client.breaker.statistics()
+    assert str(info.value) == "InvalidURL: Invalid port: ':1'"
+    assert isinstance(info.value.__cause__, httpx.InvalidURL)
+    assert (info.value.request_id, info.value.attempts) == ("rid", 1)
+    assert (stats.total_failures, stats.total_successes) == (0, 0)
+    assert trio.current_time() == 0.0
+
+
+async def test_a_bad_url_fails_before_the_breaker_and_the_bulkhead(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """With the circuit open and every slot busy, a bad URL still says what it is."""
+    script = Script(200, delay=5)
+    cfg = config(
+        bulkhead=BulkheadConfig(max_concurrency=1, acquisition_timeout=1),
+        circuit_breaker=CircuitBreakerConfig(failure_threshold=1),
+    )
+    async with (
+        ResilientClient(cfg, transport=script.transport) as client,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(client.get, "/slow")
+        await trio.testing.wait_all_tasks_blocked()
+        await client.breaker.record_failure()
+        assert client.breaker.state is CircuitState.OPEN
+        with pytest.raises(ClientUsageError):
+            await client.get("http://[::1")
+        assert trio.current_time() == 0.0
+        assert client.breaker.statistics().total_rejections == 0
+    assert len(script.requests) == 1
+
+
+async def test_other_exceptions_are_not_mapped(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """TypeError for bad arguments, or a transport's own exception, pass unchanged."""
+    failure = ValueError("not httpx")
+    sent: list[httpx.Request] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        await trio.lowlevel.checkpoint()
+        raise failure
+
+    async with ResilientClient(
+        config(), transport=httpx.MockTransport(handler)
+    ) as client:
+        with pytest.raises(TypeError, match=r"unexpected keyword argument 'bogus'"):
+            await client.get("/x", bogus=1)
+        with pytest.raises(TypeError, match=r"^Header value must be str or bytes"):
+            await client.get("/x", headers={"X-Count": 1})
+        with pytest.raises(TypeError, match=r"^Invalid type for url"):
+            await client.get(5)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match=r"^not httpx$") as info:
+            await client.get("/x")
+        assert info.value is failure
+    assert len(sent) == 1  # not retried
+
+
+async def test_send_keywords_reach_httpx(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """auth= and follow_redirects= still apply, as with httpx.AsyncClient.request."""
+    seen: list[httpx.Request] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        await trio.lowlevel.checkpoint()
+        if request.url.path == "/old":
+            return httpx.Response(302, headers={"Location": "/new"})
+        return httpx.Response(200)
+
+    async with ResilientClient(
+        config(), transport=httpx.MockTransport(handler)
+    ) as client:
+        response = await client.get("/old", auth=("user", "pw"))
+        assert (response.status_code, response.url.path) == (200, "/new")
+        response = await client.get("/old", follow_redirects=False)
+        assert response.status_code == 302
+    assert seen[0].headers["Authorization"] == "Basic dXNlcjpwdw=="
+    assert [r.url.path for r in seen] == ["/old", "/new", "/old"]
 
 
 async def test_circuit_opens_and_fails_fast(
@@ -364,8 +487,8 @@ async def test_one_log_record_per_attempt(
 ) -> None:
     """Each attempt logs method, URL, attempt, outcome, elapsed and next delay."""
     script = Script(503, 200, delay=0.25)
-    cfg = config(logging=LoggingConfig(level="INFO", logger_name="test.client"))
-    caplog.set_level(logging.INFO, logger="test.client")
+    cfg = config(logging=LoggingConfig(level="DEBUG", logger_name="test.client"))
+    caplog.set_level(logging.DEBUG, logger="test.client")
     async with ResilientClient(cfg, transport=script.transport) as client:
         await client.get("/x", request_id="log-id")
     records = [r for r in caplog.records if r.name == "test.client"]
@@ -373,9 +496,71 @@ async def test_one_log_record_per_attempt(
         (1, "ServiceUnavailableError", 0.5),
         (2, "200", None),
     ]
+    assert [r.levelno for r in records] == [logging.INFO, logging.DEBUG]
     assert all(r.request_id == "log-id" for r in records)  # type: ignore[attr-defined]
     assert all(r.elapsed_ms == 250.0 for r in records)  # type: ignore[attr-defined]
     assert "GET /x attempt 1 -> ServiceUnavailableError" in records[0].getMessage()
+
+
+DBG, INF, WRN = logging.DEBUG, logging.INFO, logging.WARNING
+
+
+@pytest.mark.parametrize(
+    ("level", "expected"),
+    [
+        (None, [INF, INF, INF, WRN, WRN]),  # the default, "INFO"
+        ("DEBUG", [INF, DBG, INF, INF, WRN, WRN]),
+        ("INFO", [INF, INF, INF, WRN, WRN]),
+        ("WARNING", [WRN, WRN]),
+        ("ERROR", []),
+    ],
+)
+async def test_level_is_a_threshold(
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+    level: str | None,
+    expected: list[int],
+) -> None:
+    """Success at DEBUG, retry at INFO, final failure at WARNING; level filters them."""
+    # Call 1: 503 then 200. Call 2: three 503s. Call 3: a 404, not retried.
+    script = Script(503, 200, 503, 503, 503, 404)
+    logs = LoggingConfig() if level is None else LoggingConfig(level=level)
+    logs = attrs.evolve(logs, logger_name="test.threshold")
+    caplog.set_level(logging.DEBUG, logger="test.threshold")
+    async with ResilientClient(
+        config(logging=logs), transport=script.transport
+    ) as client:
+        await client.get("/ok")
+        with pytest.raises(ServiceUnavailableError):
+            await client.get("/down")
+        with pytest.raises(NotFoundError):
+            await client.get("/missing")
+    records = [r for r in caplog.records if r.name == "test.threshold"]
+    assert [r.levelno for r in records] == expected
+
+
+async def test_the_logger_level_filters_too(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A record is emitted only if the logger is enabled for it as well."""
+    script = Script(503, 503, 503)
+    cfg = config(logging=LoggingConfig(level="DEBUG", logger_name="test.both"))
+    caplog.set_level(logging.WARNING, logger="test.both")
+    made: list[logging.LogRecord] = []
+    logger = logging.getLogger("test.both")
+    real_make = logger.makeRecord
+
+    def spy(*args: object, **kwargs: object) -> logging.LogRecord:
+        made.append(real_make(*args, **kwargs))  # type: ignore[arg-type]
+        return made[-1]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(logger, "makeRecord", spy)
+        async with ResilientClient(cfg, transport=script.transport) as client:
+            with pytest.raises(ServiceUnavailableError):
+                await client.get("/x")
+    assert [r.levelno for r in made] == [logging.WARNING]  # nothing else was built
+    assert logger.level == logging.WARNING  # the client never set it
 
 
 async def test_closed_client_refuses_calls(
@@ -411,6 +596,10 @@ async def test_create_resilient_client(autojump_clock: trio.testing.MockClock) -
             r"^failure_threshold must be >= 1$",
         ),
         (lambda: LoggingConfig(level="LOUD"), r"^level must be a logging level name"),
+        (
+            lambda: ClientConfig(base_url="http://[::1"),
+            r"^base_url is not a valid URL: Invalid port: ':1'$",
+        ),
     ],
 )
 def test_config_validation(make: Callable[[], object], message: str) -> None:

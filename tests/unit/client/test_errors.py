@@ -6,15 +6,19 @@ import email.utils
 
 import httpx
 import pytest
+import trio
+import trio.testing
 
 from trio_resilience import CircuitBreakerOpenError, CircuitState
 from trio_resilience.client.errors import (
+    HTTPX_EXCEPTIONS,
     APIConnectionError,
     APIError,
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
     CircuitOpenError,
+    ClientUsageError,
     InvalidRequestError,
     NotFoundError,
     PoolTimeoutError,
@@ -22,12 +26,16 @@ from trio_resilience.client.errors import (
     ServerError,
     ServerTimeoutError,
     ServiceUnavailableError,
+    TooManyRedirectsError,
     error_for_exception,
     error_for_response,
     is_retryable,
     is_service_failure,
+    map_httpx_exceptions,
     parse_retry_after,
 )
+
+from ._httpx_cases import HTTPX_CASES, make, public_httpx_exceptions
 
 
 def response(status: int, **kwargs: object) -> httpx.Response:
@@ -87,6 +95,9 @@ def test_hierarchy() -> None:
     assert not issubclass(PoolTimeoutError, APIConnectionError)
     assert issubclass(CircuitOpenError, APIConnectionError)
     assert issubclass(CircuitOpenError, CircuitBreakerOpenError)
+    for other in (ClientUsageError, TooManyRedirectsError):
+        assert issubclass(other, APIError)
+        assert not issubclass(other, APIConnectionError | APIStatusError)
 
 
 def test_circuit_open_error_message_and_data() -> None:
@@ -100,24 +111,85 @@ def test_circuit_open_error_message_and_data() -> None:
     )
 
 
-@pytest.mark.parametrize(
-    ("exc", "expected"),
-    [
-        (httpx.ConnectTimeout("t"), APITimeoutError),
-        (httpx.ReadTimeout("t"), APITimeoutError),
-        (httpx.PoolTimeout("t"), APITimeoutError),
-        (httpx.ConnectError("refused"), APIConnectionError),
-        (httpx.ReadError("reset"), APIConnectionError),
-        (httpx.RemoteProtocolError("bad"), APIConnectionError),
-        (httpx.UnsupportedProtocol("ftp"), APIError),
-        (httpx.TooManyRedirects("loop"), APIError),
-    ],
-)
-def test_exception_mapping(exc: httpx.HTTPError, expected: type[APIError]) -> None:
-    """httpx exceptions map to one class each; never leak as themselves."""
+def test_the_table_covers_every_public_httpx_exception() -> None:
+    """Each exception class httpx exports has a row, and is under a mapped root."""
+    assert set(HTTPX_CASES) == public_httpx_exceptions()
+    assert all(issubclass(cls, HTTPX_EXCEPTIONS) for cls in HTTPX_CASES)
+
+
+@pytest.mark.parametrize("cls", list(HTTPX_CASES), ids=lambda cls: cls.__name__)
+def test_exception_mapping(cls: type[Exception]) -> None:
+    """Each httpx exception maps to one class, retried and counted as the table says."""
+    expected, retried = HTTPX_CASES[cls]
+    exc = make(cls)
     error = error_for_exception(exc, "rid")
     assert type(error) is expected
     assert error.request_id == "rid"
+    assert is_retryable(error) is retried
+    assert is_service_failure(error) is retried
+    if cls is not httpx.HTTPStatusError:  # that one reads as its response
+        assert str(error) == f"{cls.__name__}: {exc}"
+
+
+def test_status_error_carries_its_response() -> None:
+    """An httpx.HTTPStatusError maps as its response does; a 3xx one is an APIError."""
+    error = error_for_exception(make(httpx.HTTPStatusError), "rid")
+    assert error.status_code == 503
+    assert error.response is not None
+    request = httpx.Request("GET", "http://test/x")
+    redirect = httpx.Response(302, request=request)
+    exc = httpx.HTTPStatusError("302", request=request, response=redirect)
+    error = error_for_exception(exc, None)
+    assert type(error) is APIError
+    assert (error.status_code, error.response) == (302, redirect)
+
+
+def test_error_for_exception_refuses_foreign_exceptions() -> None:
+    """Only httpx's exceptions have a mapping; anything else is a TypeError."""
+    with pytest.raises(TypeError, match=r"^not an httpx exception: ValueError$"):
+        error_for_exception(ValueError("x"), None)
+
+
+@pytest.mark.parametrize("cls", list(HTTPX_CASES), ids=lambda cls: cls.__name__)
+def test_map_httpx_exceptions_raises_from_the_original(cls: type[Exception]) -> None:
+    """The context manager raises the mapped error with the httpx one as its cause."""
+    exc = make(cls)
+    with pytest.raises(APIError) as info, map_httpx_exceptions("rid"):
+        raise exc
+    assert type(info.value) is HTTPX_CASES[cls][0]
+    assert info.value.__cause__ is exc
+    assert info.value.request_id == "rid"
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        TypeError("bad keyword"),
+        ValueError("x"),
+        RuntimeError("x"),
+        KeyboardInterrupt(),
+        ExceptionGroup("g", [httpx.ConnectError("x")]),
+    ],
+    ids=lambda exc: type(exc).__name__,
+)
+def test_map_httpx_exceptions_lets_other_exceptions_through(
+    exc: BaseException,
+) -> None:
+    """Exceptions that are not httpx's leave the block unchanged."""
+    with pytest.raises(type(exc)) as info, map_httpx_exceptions("rid"):
+        raise exc
+    assert info.value is exc
+
+
+async def test_map_httpx_exceptions_lets_cancellation_through(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """trio.Cancelled passes through the mapping to its cancel scope."""
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        with map_httpx_exceptions("rid"):
+            await trio.sleep(1)
+    assert scope.cancelled_caught
 
 
 def test_retryable_and_breaker_failures() -> None:
@@ -138,6 +210,9 @@ def test_retryable_and_breaker_failures() -> None:
     assert not is_service_failure(NotFoundError("x"))
     assert is_service_failure(APITimeoutError("x"))
     assert not is_retryable(PoolTimeoutError("x"))
+    for usage in (ClientUsageError("x"), TooManyRedirectsError("x")):
+        assert not is_retryable(usage)
+        assert not is_service_failure(usage)
 
 
 def test_parse_retry_after() -> None:
