@@ -4,6 +4,7 @@ from . import _builtin  # registers the built-in handlers
 from ._models import Job as Job
 from ._models import JobContext as JobContext
 from ._models import JobStatus as JobStatus
+from ._models import Submission as Submission
 from ._queue import JobNotFoundError as JobNotFoundError
 from ._queue import JobQueue as JobQueue
 from ._queue import JobQueueStatistics as JobQueueStatistics
@@ -24,6 +25,7 @@ __all__ = [
     "JobQueueStatistics",
     "JobStatus",
     "QueueFullError",
+    "Submission",
     "UnknownJobTypeError",
     "default_registry",
     "register_handler",

@@ -82,3 +82,12 @@ class JobContext:
     def add_result(self, data: Any) -> None:
         """Publish an intermediate result; pollers see it at once."""
         self._job.intermediate_results.append(data)
+
+
+@attrs.frozen(kw_only=True)
+class Submission:
+    """What `JobQueue.submit_keyed` did: the job's id, and whether this call
+    created the job (False: a job submitted earlier with the same key)."""
+
+    job_id: str
+    created: bool

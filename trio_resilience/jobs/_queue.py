@@ -5,17 +5,54 @@ from __future__ import annotations
 import math
 import secrets
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
 import trio
 
+from .._exceptions import leaf_exceptions
 from .._service import ServiceLifetime, open_service_nursery
 from .._validation import check_int, check_number
-from ._models import Job, JobContext, JobStatus
+from ._models import Job, JobContext, JobStatus, Submission
 from ._registry import HandlerRegistry, default_registry
+
+
+def _describe(failures: Sequence[BaseException]) -> str:
+    """``"Type: message"`` per exception, joined by ``"; "``; never raises (an
+    exception whose ``str()`` fails is still named by its type)."""
+    parts = []
+    for exc in failures:
+        name = type(exc).__name__
+        try:
+            message = str(exc)
+        except Exception as broken:  # the job keeps a record even so
+            message = f"<str() raised {type(broken).__name__}>"
+        parts.append(f"{name}: {message}" if message else name)
+    return "; ".join(parts)
+
+
+def _split_escaping(
+    exc: BaseException, *, queue_cancelled: bool
+) -> tuple[BaseException | None, list[BaseException]]:
+    """What of ``exc`` leaves the job (KeyboardInterrupt; Cancelled while the queue
+    is cancelled) and the job's own failures (leaves), without calling the
+    exceptions' own code (a group's ``derive``), which could fail in turn."""
+
+    def escapes(leaf: BaseException) -> bool:
+        return isinstance(leaf, KeyboardInterrupt) or (
+            queue_cancelled and isinstance(leaf, trio.Cancelled)
+        )
+
+    leaves = leaf_exceptions(exc)
+    escaping = [leaf for leaf in leaves if escapes(leaf)]
+    failures = [leaf for leaf in leaves if not escapes(leaf)]
+    if not escaping:
+        return None, failures
+    if not failures:
+        return exc, []
+    return BaseExceptionGroup("raised by a job's handler", escaping), failures
 
 
 class QueueFullError(Exception):
@@ -47,12 +84,19 @@ class JobQueue(ServiceLifetime):
             job = await queue.wait(job_id)
 
     Jobs wait in arrival order; at most ``max_queued`` may wait (`QueueFullError`
-    beyond). A handler that raises fails its job with the exception's type and message;
-    one that runs past ``job_timeout`` fails with "timed out". Finished jobs are kept
-    for ``result_ttl`` seconds and at most ``max_retained`` of them (oldest dropped
-    first), so memory stays bounded. Leaving the block stops intake, cancels jobs still
-    waiting, gives running ones ``shutdown_grace`` seconds, then cancels them: after
-    exit no job is "running" and no task remains.
+    beyond). A job's failure stays in that job, whatever its shape: an exception, an
+    exception group (even one holding ``Cancelled``), any `BaseException` other than
+    `KeyboardInterrupt` fails the job with ``"Type: message"`` (a group's leaves
+    joined by ``"; "``), and the worker goes on to the next job. A job running past
+    ``job_timeout`` fails with "timed out after Ns"; `cancel` ends it as cancelled;
+    if the handler then raises, or ignores the cancellation and returns, the error
+    says so. Only `KeyboardInterrupt` and the cancellation of the queue itself leave
+    the queue.
+
+    Finished jobs are kept for ``result_ttl`` seconds and at most ``max_retained`` of
+    them (oldest dropped first), so memory stays bounded. Leaving the block stops
+    intake, cancels jobs still waiting, gives running ones ``shutdown_grace`` seconds,
+    then cancels them: after exit no job is "running" and no task remains.
     """
 
     def __init__(
@@ -132,26 +176,63 @@ class JobQueue(ServiceLifetime):
             deadline=job.started_at + self._job_timeout
         )
         try:
-            with scope:
-                try:
+            result: Any = None
+            returned = False
+            try:
+                with scope:
                     handler = self._registry.get(job.type)
                     result = await handler(job.payload, JobContext(job=job))
-                except Exception as exc:
-                    error = f"{type(exc).__name__}: {exc}"
-                    self._finish(job, JobStatus.FAILED, error=error)
-                else:
-                    self._finish(job, JobStatus.COMPLETED, result=result)
-            if scope.cancelled_caught and job.status is JobStatus.RUNNING:
-                if job._cancel_requested:
-                    self._finish(job, JobStatus.CANCELLED, error="cancelled")
-                else:
-                    timeout = f"timed out after {self._job_timeout:g}s"
-                    self._finish(job, JobStatus.FAILED, error=timeout)
+                    returned = True
+            except BaseException as exc:
+                # Sorted outside the job's scope, which has already taken its own
+                # Cancelled out: what is left is the job's failure, except what
+                # belongs to the caller (KeyboardInterrupt, and the Cancelled of a
+                # queue that is itself being cancelled), which is raised on.
+                shut_down = trio.current_effective_deadline() == -math.inf
+                escaping, failures = _split_escaping(exc, queue_cancelled=shut_down)
+                if failures or shut_down:
+                    self._settle(job, scope, failures=failures, shut_down=shut_down)
+                if escaping is exc:
+                    raise
+                if escaping is not None:
+                    raise escaping  # noqa: B904 (chained to the whole exception)
+            else:
+                self._settle(job, scope, result=result, returned=returned)
         finally:
             self._running -= 1
             job._scope = None
             if job.status is JobStatus.RUNNING:  # the queue itself is being cancelled
                 self._finish(job, JobStatus.CANCELLED, error="queue shut down")
+
+    def _settle(
+        self,
+        job: Job,
+        scope: trio.CancelScope,
+        *,
+        result: Any = None,
+        failures: Sequence[BaseException] = (),
+        returned: bool = False,
+        shut_down: bool = False,
+    ) -> None:
+        """Record how the handler ended: returned (with ``result``), raised
+        ``failures``, or neither (its Cancelled was caught or is on its way out)."""
+        if job._cancel_requested:
+            status, error = JobStatus.CANCELLED, "cancelled"
+        elif scope.cancel_called:
+            status, error = JobStatus.FAILED, f"timed out after {self._job_timeout:g}s"
+        elif shut_down:
+            status, error = JobStatus.CANCELLED, "queue shut down"
+        elif failures:
+            self._finish(job, JobStatus.FAILED, error=_describe(failures))
+            return
+        else:
+            self._finish(job, JobStatus.COMPLETED, result=result)
+            return
+        if failures:
+            error += f"; the handler then raised {_describe(failures)}"
+        elif returned:
+            error += "; the handler ignored the cancellation and returned"
+        self._finish(job, status, error=error)
 
     def _finish(
         self,
@@ -204,7 +285,25 @@ class JobQueue(ServiceLifetime):
 
         Raises `UnknownJobTypeError` (a `KeyError`) for an unregistered type and
         `QueueFullError` when ``max_queued`` jobs are waiting. A ``key`` seen before
-        (while its job is retained) returns that job's id instead of a new job.
+        (while its job is retained) returns that job's id instead of a new job; to
+        learn which of the two happened, use `submit_keyed`.
+        """
+        return (await self.submit_keyed(job_type, payload, key=key)).job_id
+
+    async def submit_keyed(
+        self,
+        job_type: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        key: str | None,
+    ) -> Submission:
+        """`submit`, also telling whether this call created the job.
+
+        Looking the key up and creating the job are one step with no checkpoint
+        in between, so of any number of concurrent calls with one key exactly one
+        gets ``created=True`` and all get the same ``job_id``. (Checking `has_key`
+        first and then calling `submit` is not atomic: `submit` yields.) With
+        ``key=None`` every call creates a job.
         """
         await trio.lowlevel.checkpoint()
         if self._send is None:
@@ -213,7 +312,7 @@ class JobQueue(ServiceLifetime):
             )
         self._prune()
         if key is not None and key in self._keys:
-            return self._keys[key]
+            return Submission(job_id=self._keys[key], created=False)
         self._registry.get(job_type)
         if self._pending >= self._max_queued:
             raise QueueFullError(f"{self._pending} jobs are already waiting")
@@ -229,10 +328,13 @@ class JobQueue(ServiceLifetime):
             self._keys[key] = job.id
         self._pending += 1
         self._send.send_nowait(job)
-        return job.id
+        return Submission(job_id=job.id, created=True)
 
     def has_key(self, key: str) -> bool:
-        """Whether a retained job was submitted with this idempotency key."""
+        """Whether a retained job was submitted with this idempotency key.
+
+        Only a snapshot: to submit unless the key is known, use `submit_keyed`.
+        """
         self._prune()
         return key in self._keys
 

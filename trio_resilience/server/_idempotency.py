@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 import attrs
 import trio
@@ -57,18 +57,29 @@ class TTLCache(Generic[K, V]):
             self._entries.popitem(last=False)
 
 
+@attrs.define(eq=False)
+class _Flight(Generic[V]):
+    """One running creation; waiters read its value here, not from the cache."""
+
+    done: trio.Event = attrs.field(factory=trio.Event)
+    succeeded: bool = False
+    value: V | None = None
+
+
 class SingleFlight(Generic[K, V]):
     """Compute each key's value once, however many callers ask at the same time.
 
     The first caller for a key runs ``create``; concurrent callers wait for it and
-    get the same value. Values are remembered in a `TTLCache`. If the running
-    ``create`` fails or is cancelled, nothing is stored and one of the waiters runs
-    its own ``create`` instead, so a failed attempt never poisons the key.
+    get the same value, handed to them directly (so an eviction from a small cache
+    in the meantime cannot make them create again). Values are remembered in a
+    `TTLCache` for later callers. If the running ``create`` fails or is cancelled,
+    nothing is stored and one of the waiters runs its own ``create`` instead (the
+    others wait for that one), so a failed attempt never poisons the key.
     """
 
     def __init__(self, cache: TTLCache[K, V]) -> None:
         self._cache = cache
-        self._in_flight: dict[K, trio.Event] = {}
+        self._in_flight: dict[K, _Flight[V]] = {}
 
     @property
     def cache(self) -> TTLCache[K, V]:
@@ -83,15 +94,18 @@ class SingleFlight(Generic[K, V]):
             if value is not None:
                 await trio.lowlevel.checkpoint()
                 return value, True
-            done = self._in_flight.get(key)
-            if done is None:
+            flight = self._in_flight.get(key)
+            if flight is None:
                 break
-            await done.wait()
-        done = self._in_flight[key] = trio.Event()
+            await flight.done.wait()
+            if flight.succeeded:
+                return cast(V, flight.value), True
+        flight = self._in_flight[key] = _Flight()
         try:
             value = await create()
             self._cache.set(key, value)
+            flight.value, flight.succeeded = value, True
         finally:
             del self._in_flight[key]
-            done.set()
+            flight.done.set()
         return value, False

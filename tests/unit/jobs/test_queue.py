@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from trio_resilience.jobs import (
     JobQueue,
     JobStatus,
     QueueFullError,
+    Submission,
     UnknownJobTypeError,
     default_registry,
     register_handler,
@@ -110,6 +113,342 @@ async def test_job_timeout(autojump_clock: trio.testing.MockClock) -> None:
     assert job.finished_at == 3.0
 
 
+class Abort(BaseException):
+    """A BaseException that is neither Cancelled nor KeyboardInterrupt."""
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
+class NotAString(Exception):
+    def __str__(self) -> str:
+        return 42  # type: ignore[return-value]
+
+
+async def turns_cancel_into_error() -> None:
+    try:
+        await trio.sleep_forever()
+    except trio.Cancelled:
+        raise RuntimeError("cleanup failed") from None
+
+
+async def plain_error(payload: dict[str, Any], ctx: JobContext) -> None:
+    await trio.sleep(0.5)
+    raise ValueError("bad input")
+
+
+async def group_of_errors(payload: dict[str, Any], ctx: JobContext) -> None:
+    await trio.sleep(0.5)
+    raise ExceptionGroup("several", [ValueError("a"), KeyError("b")])
+
+
+async def nursery_child_fails(payload: dict[str, Any], ctx: JobContext) -> None:
+    async def fail_soon() -> None:
+        await trio.sleep(0.5)
+        raise ValueError("first")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(turns_cancel_into_error)  # fails while being cancelled
+        nursery.start_soon(fail_soon)
+
+
+async def nursery_at_timeout(payload: dict[str, Any], ctx: JobContext) -> None:
+    # at the timeout one child raises Cancelled, the other an error: the group
+    # leaving the nursery mixes Cancelled with RuntimeError
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.sleep_forever)
+        nursery.start_soon(turns_cancel_into_error)
+
+
+async def error_at_timeout(payload: dict[str, Any], ctx: JobContext) -> None:
+    await turns_cancel_into_error()
+
+
+async def base_exception(payload: dict[str, Any], ctx: JobContext) -> None:
+    await trio.sleep(0.5)
+    raise Abort("stop")
+
+
+async def system_exit(payload: dict[str, Any], ctx: JobContext) -> None:
+    await trio.sleep(0.5)
+    raise SystemExit(3)
+
+
+async def base_group(payload: dict[str, Any], ctx: JobContext) -> None:
+    await trio.sleep(0.5)
+    raise BaseExceptionGroup("mixed", [Abort("stop"), ValueError("v")])
+
+
+async def swallows_and_returns_late(payload: dict[str, Any], ctx: JobContext) -> str:
+    try:
+        await trio.sleep_forever()
+    except trio.Cancelled:
+        with trio.CancelScope(shield=True):
+            await trio.sleep(3)
+    return "late"
+
+
+async def swallows_and_returns(payload: dict[str, Any], ctx: JobContext) -> str:
+    with contextlib.suppress(trio.Cancelled):  # the misbehaviour under test
+        await trio.sleep_forever()
+    return "ignored"
+
+
+async def stray_cancelled(payload: dict[str, Any], ctx: JobContext) -> None:
+    caught: trio.Cancelled | None = None
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        try:
+            await trio.sleep(1)
+        except trio.Cancelled as exc:
+            caught = exc
+            raise
+    await trio.sleep(0.5)
+    assert caught is not None
+    raise caught  # re-raised outside the scope that caught it
+
+
+class BrokenGroup(BaseExceptionGroup[BaseException]):
+    """A group whose split() fails: derive() raises."""
+
+    def derive(self, excs: Any) -> BaseExceptionGroup[BaseException]:
+        raise TypeError("cannot derive")
+
+
+async def broken_group(payload: dict[str, Any], ctx: JobContext) -> None:
+    try:
+        await trio.sleep_forever()
+    except trio.Cancelled as cancelled:
+        raise BrokenGroup(
+            "broken", [cancelled, RuntimeError("cleanup failed")]
+        ) from None
+
+
+async def unprintable(payload: dict[str, Any], ctx: JobContext) -> None:
+    await trio.sleep(0.5)
+    raise Unprintable
+
+
+async def not_a_string(payload: dict[str, Any], ctx: JobContext) -> None:
+    await trio.sleep(0.5)
+    raise NotAString
+
+
+TIMED_OUT = "timed out after 2s"
+CLEANUP = "the handler then raised RuntimeError: cleanup failed"
+IGNORED = "the handler ignored the cancellation and returned"
+
+
+@pytest.mark.parametrize(
+    ("handler", "error", "finished_at"),
+    [
+        pytest.param(plain_error, "ValueError: bad input", 0.5, id="plain_error"),
+        pytest.param(
+            group_of_errors, "ValueError: a; KeyError: 'b'", 0.5, id="group_of_errors"
+        ),
+        pytest.param(
+            nursery_child_fails,
+            "ValueError: first; RuntimeError: cleanup failed",
+            0.5,
+            id="nursery_child_fails",
+        ),
+        pytest.param(
+            nursery_at_timeout, f"{TIMED_OUT}; {CLEANUP}", 2.0, id="nursery_at_timeout"
+        ),
+        pytest.param(
+            error_at_timeout, f"{TIMED_OUT}; {CLEANUP}", 2.0, id="error_at_timeout"
+        ),
+        pytest.param(base_exception, "Abort: stop", 0.5, id="base_exception"),
+        pytest.param(system_exit, "SystemExit: 3", 0.5, id="system_exit"),
+        pytest.param(base_group, "Abort: stop; ValueError: v", 0.5, id="base_group"),
+        pytest.param(
+            swallows_and_returns_late,
+            f"{TIMED_OUT}; {IGNORED}",
+            5.0,
+            id="swallows_and_returns_late",
+        ),
+        pytest.param(
+            swallows_and_returns,
+            f"{TIMED_OUT}; {IGNORED}",
+            2.0,
+            id="swallows_and_returns",
+        ),
+        pytest.param(
+            unprintable,
+            "Unprintable: <str() raised RuntimeError>",
+            0.5,
+            id="unprintable",
+        ),
+        pytest.param(
+            not_a_string, "NotAString: <str() raised TypeError>", 0.5, id="not_a_string"
+        ),
+        pytest.param(
+            broken_group,
+            f"{TIMED_OUT}; the handler then raised TypeError: cannot derive",
+            2.0,
+            id="broken_group",
+        ),
+    ],
+)
+async def test_a_failure_of_any_shape_stays_in_its_job(
+    autojump_clock: trio.testing.MockClock,
+    handler: Any,
+    error: str,
+    finished_at: float,
+) -> None:
+    """The job fails with a readable error; its worker goes on; the queue lives."""
+    registry = make_registry()
+    registry.register("bad", handler)
+    async with JobQueue(registry, workers=1, job_timeout=2) as queue:
+        bad = await queue.submit("bad")
+        after = await queue.submit("sleep", {"seconds": 1})
+        failed = await queue.wait(bad)
+        done = await queue.wait(after)
+        again = await queue.wait(await queue.submit("sleep", {"seconds": 1}))
+    assert (failed.status, failed.error) == (JobStatus.FAILED, error)
+    assert failed.finished_at == finished_at
+    assert failed.final_result is None
+    assert (done.status, done.finished_at) == (JobStatus.COMPLETED, finished_at + 1)
+    assert again.status is JobStatus.COMPLETED
+
+
+async def test_a_stray_cancelled_fails_only_its_job(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A Cancelled re-raised outside its scope is the job's failure, not the queue's."""
+    registry = make_registry()
+    registry.register("stray", stray_cancelled)
+    async with JobQueue(registry, workers=1) as queue:
+        failed = await queue.wait(await queue.submit("stray"))
+        done = await queue.wait(await queue.submit("sleep", {"seconds": 1}))
+    assert failed.status is JobStatus.FAILED
+    assert failed.error is not None
+    assert re.fullmatch(
+        r"Cancelled: cancelled due to explicit from task .+", failed.error
+    )
+    assert (done.status, done.finished_at) == (JobStatus.COMPLETED, 1.5)
+
+
+@pytest.mark.parametrize(
+    ("handler", "error"),
+    [
+        pytest.param(error_at_timeout, f"cancelled; {CLEANUP}", id="error_at_timeout"),
+        pytest.param(
+            nursery_at_timeout, f"cancelled; {CLEANUP}", id="nursery_at_timeout"
+        ),
+        pytest.param(
+            swallows_and_returns, f"cancelled; {IGNORED}", id="swallows_and_returns"
+        ),
+    ],
+)
+async def test_cancel_stays_in_its_job_whatever_the_handler_does(
+    autojump_clock: trio.testing.MockClock, handler: Any, error: str
+) -> None:
+    """cancel() ends the job as cancelled, even if the handler fights it."""
+    registry = make_registry()
+    registry.register("bad", handler)
+    async with JobQueue(registry, workers=1) as queue:
+        bad = await queue.submit("bad")
+        after = await queue.submit("sleep", {"seconds": 1})
+        await trio.sleep(1)
+        queue.cancel(bad)
+        job = await queue.wait(bad)
+        assert (await queue.wait(after)).finished_at == 2.0
+    assert (job.status, job.error, job.finished_at) == (JobStatus.CANCELLED, error, 1.0)
+
+
+async def sleeps_long(payload: dict[str, Any], ctx: JobContext) -> None:
+    await trio.sleep(100)
+
+
+@pytest.mark.parametrize(
+    ("handler", "error"),
+    [
+        pytest.param(sleeps_long, "queue shut down", id="sleeps_long"),
+        pytest.param(
+            error_at_timeout, f"queue shut down; {CLEANUP}", id="error_at_timeout"
+        ),
+        pytest.param(
+            nursery_at_timeout, f"queue shut down; {CLEANUP}", id="nursery_at_timeout"
+        ),
+        pytest.param(broken_group, f"queue shut down; {CLEANUP}", id="broken_group"),
+    ],
+)
+async def test_shutdown_after_the_grace_period_contains_handler_failures(
+    autojump_clock: trio.testing.MockClock, handler: Any, error: str
+) -> None:
+    """A handler failing as the grace period ends leaves the block without error."""
+    registry = make_registry()
+    registry.register("bad", handler)
+    queue = JobQueue(registry, workers=2, shutdown_grace=2)
+    async with queue:
+        bad = await queue.submit("bad")
+        await trio.sleep(1)
+    job = queue.get(bad)
+    assert (job.status, job.error, job.finished_at) == (JobStatus.CANCELLED, error, 3.0)
+    assert trio.current_time() == 3.0
+
+
+@pytest.mark.parametrize(
+    ("handler", "error"),
+    [
+        pytest.param(sleeps_long, "queue shut down", id="sleeps_long"),
+        pytest.param(
+            error_at_timeout, f"queue shut down; {CLEANUP}", id="error_at_timeout"
+        ),
+        pytest.param(
+            nursery_at_timeout, f"queue shut down; {CLEANUP}", id="nursery_at_timeout"
+        ),
+        pytest.param(broken_group, f"queue shut down; {CLEANUP}", id="broken_group"),
+        pytest.param(swallows_and_returns_late, None, id="swallows_and_returns_late"),
+    ],
+)
+async def test_cancelling_the_queue_from_outside_propagates(
+    autojump_clock: trio.testing.MockClock, handler: Any, error: str | None
+) -> None:
+    """The queue's own cancellation is never swallowed, whatever its handlers do."""
+    registry = make_registry()
+    registry.register("bad", handler)
+    me = trio.lowlevel.current_task()
+    before = list(me.child_nurseries)
+    queue = JobQueue(registry, workers=2)
+    with trio.move_on_after(1) as outside:
+        async with queue:
+            bad = await queue.submit("bad")
+            await trio.sleep_forever()
+    assert outside.cancelled_caught
+    job = queue.get(bad)
+    if error is None:  # it shielded itself and returned: its result stands
+        assert (job.status, job.final_result) == (JobStatus.COMPLETED, "late")
+        assert trio.current_time() == 4.0
+    else:
+        assert (job.status, job.error) == (JobStatus.CANCELLED, error)
+        assert trio.current_time() == 1.0
+    assert me.child_nurseries == before
+
+
+async def test_keyboard_interrupt_in_a_handler_is_not_contained(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """KeyboardInterrupt is the user's, not the job's: it leaves the queue."""
+    registry = make_registry()
+
+    @registry.handler("interrupt")
+    async def interrupt(payload: dict[str, Any], ctx: JobContext) -> None:
+        await trio.sleep(0.5)
+        raise KeyboardInterrupt
+
+    queue = JobQueue(registry)
+    with pytest.RaisesGroup(KeyboardInterrupt):
+        async with queue:
+            job_id = await queue.submit("interrupt")
+            await trio.sleep_forever()
+    assert queue.get(job_id).status is JobStatus.CANCELLED
+    assert trio.current_time() == 0.5
+
+
 async def test_cancel_pending_job(autojump_clock: trio.testing.MockClock) -> None:
     """A waiting job is cancelled at once and never runs."""
     async with JobQueue(make_registry(), workers=1) as queue:
@@ -166,6 +505,28 @@ async def test_repeated_key_returns_the_same_job(
         again = await queue.submit("sleep", key="k")
         other = await queue.submit("sleep", key="other")
     assert first == again != other
+
+
+async def test_concurrent_keyed_submissions_create_one_job(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Of N concurrent submit_keyed calls with one key, exactly one creates the job."""
+    results: list[Submission] = []
+    async with JobQueue(make_registry()) as queue:
+
+        async def submit() -> None:
+            results.append(await queue.submit_keyed("sleep", key="k"))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(20):
+                nursery.start_soon(submit)
+        plain = await queue.submit("sleep", key="k")
+        fresh = await queue.submit_keyed("sleep", key=None)
+        assert len(queue.list()) == 2
+    assert [r.created for r in results].count(True) == 1
+    assert {r.job_id for r in results} == {plain}
+    assert fresh.created
+    assert fresh.job_id != plain
 
 
 async def test_list_by_status(autojump_clock: trio.testing.MockClock) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 import trio
 import trio.testing
@@ -133,3 +135,136 @@ async def test_cancelled_creation_hands_over(
         nursery.start_soon(patient)
     assert got == [("slow", False)]
     assert trio.current_time() == 11.0
+
+
+async def test_waiters_get_the_owners_value_even_if_it_was_evicted(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Waiters get the owner's value even when a one-entry cache evicted it."""
+    flight: SingleFlight[str, str] = SingleFlight(TTLCache(max_size=1, ttl=60))
+    created: list[str] = []
+    got: dict[str, list[tuple[str, bool]]] = {"a": [], "b": []}
+
+    async def ask(key: str) -> None:
+        async def create() -> str:
+            await trio.sleep(1)
+            created.append(key)
+            return f"{key}-{len(created)}"
+
+        got[key].append(await flight.get_or_create(key, create))
+
+    async with trio.open_nursery() as nursery:
+        for key in ("a", "b", "a", "b", "a"):
+            nursery.start_soon(ask, key)
+    assert sorted(created) == ["a", "b"]
+    for key, answers in got.items():
+        assert len({value for value, _ in answers}) == 1, key
+        assert sorted(replayed for _, replayed in answers) == [
+            False,
+            *[True] * (len(answers) - 1),
+        ]
+    assert trio.current_time() == 1.0
+
+
+async def crowded_run(rng: random.Random) -> tuple[dict[str, set[str]], dict[str, int]]:
+    """8 keys in a one-entry cache, each asked by 2..6 callers at seeded moments
+    while its value is being made; the values each key handed out and how many
+    times each was created."""
+    flight: SingleFlight[str, str] = SingleFlight(TTLCache(max_size=1, ttl=300))
+    values: dict[str, set[str]] = {}
+    creations: dict[str, int] = {}
+
+    async def ask(key: str, at: float, delay: float) -> None:
+        async def create() -> str:
+            await trio.sleep(delay)
+            creations[key] = creations.get(key, 0) + 1
+            return f"{key}#{creations[key]}"
+
+        await trio.sleep(at)
+        value, _ = await flight.get_or_create(key, create)
+        values.setdefault(key, set()).add(value)
+
+    async with trio.open_nursery() as nursery:
+        for n in range(8):
+            start = rng.randint(0, 20) / 1000
+            delay = rng.randint(5, 30) / 1000
+            nursery.start_soon(ask, f"k{n}", start, delay)
+            for _ in range(rng.randint(1, 5)):
+                later = start + rng.randrange(0, int(delay * 1000)) / 1000
+                nursery.start_soon(ask, f"k{n}", later, delay)
+    return values, creations
+
+
+@pytest.mark.parametrize("seed", range(5))
+async def test_concurrent_duplicates_share_one_value_with_a_tiny_cache(
+    autojump_clock: trio.testing.MockClock, seed: int
+) -> None:
+    """With cache size 1 and many keys, concurrent callers of a key share one value."""
+    rng = random.Random(seed)
+    for _ in range(40):
+        values, creations = await crowded_run(rng)
+        assert values == {f"k{n}": {f"k{n}#1"} for n in range(8)}
+        assert creations == dict.fromkeys(values, 1)
+
+
+async def test_a_failed_owner_hands_over_to_one_waiter_whom_the_rest_follow(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """After the owner fails, one waiter creates; the other waiters get its value."""
+    flight: SingleFlight[str, str] = SingleFlight(TTLCache(max_size=1, ttl=60))
+    attempts: list[float] = []
+    got: list[tuple[str, bool]] = []
+
+    async def create() -> str:
+        attempts.append(trio.current_time())
+        await trio.sleep(1)
+        if len(attempts) == 1:
+            raise RuntimeError("boom")
+        return f"value-{len(attempts)}"
+
+    async def owner() -> None:
+        with pytest.raises(RuntimeError, match=r"^boom$"):
+            await flight.get_or_create("k", create)
+
+    async def waiter() -> None:
+        got.append(await flight.get_or_create("k", create))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(owner)
+        await trio.testing.wait_all_tasks_blocked()
+        for _ in range(3):
+            nursery.start_soon(waiter)
+    assert attempts == [0.0, 1.0]
+    assert sorted(got) == [("value-2", False), ("value-2", True), ("value-2", True)]
+    assert trio.current_time() == 2.0
+
+
+async def test_a_cancelled_owner_hands_over_to_one_waiter_whom_the_rest_follow(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """After the owner is cancelled, one waiter creates; the others get its value."""
+    flight: SingleFlight[str, str] = SingleFlight(TTLCache(max_size=1, ttl=60))
+    attempts: list[float] = []
+    got: list[tuple[str, bool]] = []
+
+    async def create() -> str:
+        attempts.append(trio.current_time())
+        await trio.sleep(2)
+        return f"value-{len(attempts)}"
+
+    async def owner() -> None:
+        with trio.move_on_after(1) as scope:
+            await flight.get_or_create("k", create)
+        assert scope.cancelled_caught
+
+    async def waiter() -> None:
+        got.append(await flight.get_or_create("k", create))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(owner)
+        await trio.testing.wait_all_tasks_blocked()
+        for _ in range(3):
+            nursery.start_soon(waiter)
+    assert attempts == [0.0, 1.0]
+    assert sorted(got) == [("value-2", False), ("value-2", True), ("value-2", True)]
+    assert trio.current_time() == 3.0

@@ -138,6 +138,34 @@ async def test_request_id_makes_submission_idempotent(
     assert len(listed["jobs"]) == 1
 
 
+async def test_concurrent_posts_with_one_request_id_create_one_job(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Of N concurrent POSTs with one X-Request-ID one creates; the rest are replays."""
+    responses = []
+    async with client_for() as client:
+
+        async def post() -> None:
+            responses.append(
+                await client.post(
+                    "/api/v1/jobs",
+                    json={"type": "long_running", "payload": {"duration": 5}},
+                    headers={"X-Request-ID": "same"},
+                )
+            )
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(10):
+                nursery.start_soon(post)
+        listed = await (await client.get("/api/v1/jobs")).get_json()
+        ids = {(await response.get_json())["id"] for response in responses}
+    assert [r.status_code for r in responses] == [202] * 10
+    replayed = [r.headers.get("Idempotent-Replayed") for r in responses]
+    assert sorted(replayed, key=str) == [None] + ["true"] * 9
+    assert ids == {job["id"] for job in listed["jobs"]}
+    assert len(ids) == 1
+
+
 async def test_list_filter_cancel_and_404(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

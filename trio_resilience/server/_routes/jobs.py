@@ -89,17 +89,18 @@ async def submit_job() -> Response:
     if (problem := request_id_problem(key)) is not None:
         return problem
     queue = server_state().jobs
-    known = key is not None and queue.has_key(key)
     try:
-        job_id = await queue.submit(submission.type, submission.payload, key=key)
+        submitted = await queue.submit_keyed(
+            submission.type, submission.payload, key=key
+        )
     except UnknownJobTypeError as error:
         return json_response({"detail": str(error)}, 400)
     except QueueFullError:
         return json_response({"detail": "Job queue is full"}, 503, {"Retry-After": "1"})
-    headers = {"Location": f"/api/v1/jobs/{job_id}"}
-    if known:
+    headers = {"Location": f"/api/v1/jobs/{submitted.job_id}"}
+    if not submitted.created:
         headers["Idempotent-Replayed"] = "true"
-    return json_response(job_json(queue.get(job_id)), 202, headers)
+    return json_response(job_json(queue.get(submitted.job_id)), 202, headers)
 
 
 @blueprint.get("/<job_id>")
