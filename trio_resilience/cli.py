@@ -2,43 +2,45 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import click
 import trio
-from pydantic import ValidationError
 
-from .server import ServerSettings, configure_logging
+from ._startup import (
+    ListenStatus,
+    bind_problem,
+    log_file_problem,
+    settings_problem,
+    startup_step,
+)
+from .server import ServerSettings, configure_logging, hypercorn_config, serve_forever
 
 _LEVELS = click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False)
 _FORMATS = click.Choice(["json", "console"], case_sensitive=False)
 
 
-def _setting_name(loc: tuple[int | str, ...]) -> str:
-    field = ".".join(str(part) for part in loc) or "settings"
-    return f"{field} (SERVER_{field.upper()})" if loc else field
-
-
 def _load(env_file: Path | None, **overrides: Any) -> ServerSettings:
-    """Settings from the environment and flags, or exit 2 with a one-line reason."""
-    try:
+    """Settings from the environment and flags; a bad value or an unreadable env
+    file stops start-up with a one-line reason (exit 2)."""
+    with startup_step(settings_problem(env_file)):
+        if env_file is not None and env_file.is_dir():
+            # pydantic-settings would skip a directory silently.
+            raise IsADirectoryError(
+                errno.EISDIR, os.strerror(errno.EISDIR), str(env_file)
+            )
         return ServerSettings.from_env(env_file=env_file, **overrides)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{_setting_name(e['loc'])}: {e['msg']} (got {e['input']!r})"
-            for e in error.errors(include_url=False)
-        )
-        click.echo(f"Error: invalid configuration: {problems}", err=True)
-        sys.exit(2)
 
 
 _env_file_option = click.option(
     "--env-file",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     default=Path(".env"),
     show_default=True,
     help="Read SERVER_* settings from this file too (ignored if missing).",
@@ -89,26 +91,29 @@ def serve(
         log_level=log_level,
         log_format=log_format,
     )
-    configure_logging(
-        level=settings.log_level, fmt=settings.log_format, file=settings.log_file
-    )
+    with startup_step(log_file_problem(settings.log_file)):
+        configure_logging(
+            level=settings.log_level, fmt=settings.log_format, file=settings.log_file
+        )
     if reload:
         _serve_with_reloader(settings)
         return
-    from .server import serve_forever
-
-    trio.run(serve_forever, settings)
+    # serve_forever stays the main task, so a SIGINT that arrives before its signal
+    # handler is installed still reaches Hypercorn, which stops gracefully.
+    status = ListenStatus()
+    with startup_step(bind_problem(settings), status=status):
+        trio.run(partial(serve_forever, settings, task_status=status))
 
 
 def _serve_with_reloader(settings: ServerSettings) -> None:
     """Hand over to Hypercorn's runner, which restarts the worker on code changes.
 
     The worker builds its app from the environment, so the effective settings are
-    passed to it as SERVER_* variables.
+    passed to it as SERVER_* variables. Hypercorn binds the sockets in this process
+    before it starts a worker, so a bad address fails here, as without --reload;
+    nothing else this process does binds a socket.
     """
     from hypercorn.run import run
-
-    from .server import hypercorn_config
 
     for name, value in settings.model_dump(mode="json").items():
         if value is None:
@@ -120,7 +125,9 @@ def _serve_with_reloader(settings: ServerSettings) -> None:
     config.application_path = "trio_resilience.server:create_app_from_env()"
     config.worker_class = "trio"
     config.use_reloader = True
-    sys.exit(run(config))
+    with startup_step(bind_problem(settings)):
+        exit_code = run(config)
+    sys.exit(exit_code)
 
 
 @main.command("config-info")

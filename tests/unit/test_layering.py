@@ -39,7 +39,7 @@ def _layer(module: str) -> str:
     top = parts[1]
     if top in ("client", "server", "jobs", "testing"):
         return top
-    if top in ("cli", "__main__"):
+    if top in ("cli", "__main__", "_startup"):
         return "cli"
     return PRIMITIVES
 
