@@ -8,7 +8,14 @@ States and transitions (all times are trio time)::
 
 CLOSED lets every call through; a success resets the failure streak. OPEN rejects
 every call at once with `CircuitBreakerOpenError`. HALF_OPEN admits at most
-``half_open_max_calls`` calls at a time as probes and rejects the rest.
+``half_open_max_calls`` calls at a time as probes and rejects the rest. A probe holds
+its slot until it settles or until ``half_open_probe_timeout`` seconds after it was
+admitted, whichever comes first, so a probe that never finishes cannot keep the
+breaker from probing again.
+
+The state is bound to the `trio.run` that uses the breaker: on its first use in
+another run (pytest-trio starts one per test) it is CLOSED with clean counters, as if
+new, since the times it kept were read from another run's clock.
 
 Every state change is a synchronous step with no checkpoint inside it, so under
 Trio's cooperative scheduling it is atomic: no other task can observe or interleave
@@ -29,12 +36,11 @@ import trio
 from trio_util import AsyncValue
 
 from ._exceptions import ExceptionSpec, is_cancellation, make_matcher
+from ._runbound import RunBound, current_run
 from ._validation import check_async_callable, check_int, check_number
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-_NOT_A_PROBE = -1
 
 
 class CircuitState(enum.Enum):
@@ -49,8 +55,10 @@ class CircuitBreakerOpenError(Exception):
     """Raised by a `CircuitBreaker` that rejects a call without running it.
 
     ``retry_after`` is the number of seconds until the breaker admits a probe: the
-    rest of the recovery timeout when OPEN, ``0.0`` when HALF_OPEN with every probe
-    slot taken (a slot frees as soon as a running probe ends).
+    rest of the recovery timeout when OPEN; when HALF_OPEN with every probe slot
+    taken, the time until the earliest probe's deadline frees its slot (a slot may
+    free sooner, as soon as its probe settles). It is ``0.0`` only when the probes
+    have no deadline (``recovery_timeout=0`` and no ``half_open_probe_timeout``).
     """
 
     def __init__(
@@ -64,6 +72,8 @@ class CircuitBreakerOpenError(Exception):
             message = f"{label} is OPEN; next probe allowed in {retry_after:.3f}s"
         else:
             message = f"{label} is HALF_OPEN and all probe slots are in use"
+            if retry_after > 0:
+                message += f"; next probe allowed in {retry_after:.3f}s"
         super().__init__(message)
 
 
@@ -77,14 +87,21 @@ class CircuitBreakerStatistics:
     state: CircuitState
     consecutive_failures: int
     half_open_calls: int
+    """Probes holding a slot now (settled and expired ones do not)."""
     seconds_until_half_open: float
     total_successes: int
     total_failures: int
     total_rejections: int
+    retry_after: float = 0.0
+    """What a call rejected now would be told: seconds until a probe is admitted
+    (0.0 when a call would be admitted now)."""
+    expired_probes: int = 0
+    """Probes whose deadline passed before they settled, counted when the breaker
+    frees their slot or when they settle late."""
 
 
 @attrs.define(eq=False)
-class CircuitBreaker:
+class CircuitBreaker(RunBound):
     """Fail fast while a dependency is down, and find out when it is back.
 
     Three ways to use it::
@@ -105,6 +122,13 @@ class CircuitBreaker:
     successes, since the dependency did answer. Cancellation never counts. The breaker
     is not a retry policy and not a rate limiter: it only decides whether a call may
     start. ``on_state_change(old, new)`` is called on every transition.
+
+    A half-open probe holds its slot until it settles or for at most
+    ``half_open_probe_timeout`` seconds (default: ``recovery_timeout``; a positive
+    number). Once its deadline has passed, the slot is free for a new probe and the
+    old probe's outcome is ignored whenever it comes: the breaker gave up on it, and a
+    newer probe may already be deciding the state. With ``recovery_timeout=0`` and no
+    ``half_open_probe_timeout`` probes have no deadline.
     """
 
     failure_threshold: int = attrs.field(default=5)
@@ -113,16 +137,20 @@ class CircuitBreaker:
     expected_exception: ExceptionSpec = attrs.field(default=Exception, kw_only=True)
     name: str | None = attrs.field(default=None, kw_only=True)
     on_state_change: StateChangeHook | None = attrs.field(default=None, kw_only=True)
+    half_open_probe_timeout: float | None = attrs.field(default=None, kw_only=True)
 
     _counts: Callable[[BaseException], bool] = attrs.field(init=False)
+    # The run the state below belongs to (see _runbound.py).
+    _run: trio.lowlevel.TrioToken | None = attrs.field(init=False, default=None)
     # The state as a plain attribute for the hot path, mirrored into an AsyncValue
     # so that wait_state() can sleep until a transition instead of polling.
     _current: CircuitState = attrs.field(init=False, default=CircuitState.CLOSED)
     _observable: Any = attrs.field(init=False)  # AsyncValue[CircuitState]
     _consecutive_failures: int = attrs.field(init=False, default=0)
     _opened_at: float = attrs.field(init=False, default=-math.inf)
-    _probes: int = attrs.field(init=False, default=0)
-    _epoch: int = attrs.field(init=False, default=0)
+    # The probes holding a slot in this half-open period, with their deadlines; a
+    # new dict for each period, so a probe of an earlier one frees nothing.
+    _probes: dict[CircuitBreakerTicket, float] = attrs.field(init=False, factory=dict)
     # `async with breaker:` has nowhere but the task to keep its ticket between
     # __aenter__ and __aexit__; every other path holds the ticket itself.
     _entered: dict[trio.lowlevel.Task, list[CircuitBreakerTicket]] = attrs.field(
@@ -131,35 +159,59 @@ class CircuitBreaker:
     _total_successes: int = attrs.field(init=False, default=0)
     _total_failures: int = attrs.field(init=False, default=0)
     _total_rejections: int = attrs.field(init=False, default=0)
+    _expired_probes: int = attrs.field(init=False, default=0)
 
     def __attrs_post_init__(self) -> None:
         check_int("failure_threshold", self.failure_threshold, minimum=1)
         check_number("recovery_timeout", self.recovery_timeout, at_least=0)
         check_int("half_open_max_calls", self.half_open_max_calls, minimum=1)
+        if self.half_open_probe_timeout is not None:
+            check_number(
+                "half_open_probe_timeout", self.half_open_probe_timeout, above=0
+            )
         if self.on_state_change is not None and not callable(self.on_state_change):
             raise TypeError("on_state_change must be callable or None")
         self._counts = make_matcher(self.expected_exception, name="expected_exception")
         self._observable = AsyncValue(CircuitState.CLOSED)
+
+    def _start_run(self) -> None:
+        """Forget everything of another run: CLOSED and clean, as if new."""
+        self._current = CircuitState.CLOSED
+        self._observable = AsyncValue(CircuitState.CLOSED)
+        self._consecutive_failures = 0
+        self._opened_at = -math.inf
+        self._probes = {}
+        self._entered = {}
+        self._total_successes = 0
+        self._total_failures = 0
+        self._total_rejections = 0
+        self._expired_probes = 0
 
     # -- observing ----------------------------------------------------------------
 
     @property
     def state(self) -> CircuitState:
         """The current state; OPEN turns HALF_OPEN once the recovery timeout is over."""
+        if current_run() is not self._run:
+            self._enter_run()
         self._refresh()
         return self._current
 
     def statistics(self) -> CircuitBreakerStatistics:
         """Counters and the current state, as a frozen snapshot."""
         state = self.state
+        if self._probes:
+            self._expire_probes(trio.current_time())
         return CircuitBreakerStatistics(
             state=state,
             consecutive_failures=self._consecutive_failures,
-            half_open_calls=self._probes if state is CircuitState.HALF_OPEN else 0,
+            half_open_calls=len(self._probes),
             seconds_until_half_open=self._seconds_until_half_open(),
             total_successes=self._total_successes,
             total_failures=self._total_failures,
             total_rejections=self._total_rejections,
+            retry_after=self._retry_after(),
+            expired_probes=self._expired_probes,
         )
 
     async def wait_state(self, state: CircuitState) -> None:
@@ -179,16 +231,22 @@ class CircuitBreaker:
 
     async def record_success(self) -> None:
         """Record a successful call made outside ``async with`` / the decorator."""
+        if current_run() is not self._run:
+            self._enter_run()
         self._record_success()
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def record_failure(self) -> None:
         """Record a failed call made outside ``async with`` / the decorator."""
+        if current_run() is not self._run:
+            self._enter_run()
         self._record_failure()
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     def reset(self) -> None:
         """Force the breaker CLOSED with a clean failure streak."""
+        if current_run() is not self._run:
+            self._enter_run()
         self._consecutive_failures = 0
         if self._current is not CircuitState.CLOSED:
             self._transition(CircuitState.CLOSED)
@@ -210,17 +268,24 @@ class CircuitBreaker:
             ticket.settle()
 
         The returned ticket must be settled exactly once with the call's outcome; an
-        unsettled half-open probe holds its slot until ``half_open_probe_timeout``.
+        unsettled half-open probe holds its slot until ``half_open_probe_timeout``,
+        and a probe settled after that deadline changes nothing.
         """
         state = self.state
         if state is CircuitState.CLOSED:
-            return CircuitBreakerTicket(self, _NOT_A_PROBE)
-        if state is CircuitState.HALF_OPEN and self._probes < self.half_open_max_calls:
-            self._probes += 1
-            return CircuitBreakerTicket(self, self._epoch)
+            return CircuitBreakerTicket(self, None)
+        if state is CircuitState.HALF_OPEN:
+            probes = self._probes
+            now = trio.current_time()
+            if len(probes) >= self.half_open_max_calls:
+                self._expire_probes(now)
+            if len(probes) < self.half_open_max_calls:
+                ticket = CircuitBreakerTicket(self, now + self._probe_timeout())
+                probes[ticket] = ticket.deadline
+                return ticket
         self._total_rejections += 1
         raise CircuitBreakerOpenError(
-            state=state, retry_after=self._seconds_until_half_open(), name=self.name
+            state=state, retry_after=self._retry_after(), name=self.name
         )
 
     async def admit(self) -> CircuitBreakerTicket:
@@ -270,9 +335,20 @@ class CircuitBreaker:
 
     # -- the state machine ----------------------------------------------------------
 
-    def _settle(self, epoch: int, exc: BaseException | None) -> None:
-        if epoch == self._epoch and self._current is CircuitState.HALF_OPEN:
-            self._probes -= 1
+    def _settle(self, ticket: CircuitBreakerTicket, exc: BaseException | None) -> None:
+        if current_run() is not self._run:
+            self._enter_run()
+        if ticket._run is not self._run:
+            return  # admitted in another run, whose state is gone
+        deadline = ticket._deadline
+        if deadline is not None:  # a probe
+            if ticket._expired:
+                return
+            self._probes.pop(ticket, None)  # frees the slot if it still holds one
+            if deadline < math.inf and deadline <= trio.current_time():
+                ticket._expired = True
+                self._expired_probes += 1
+                return
         if exc is None:
             self._record_success()
         elif is_cancellation(exc):
@@ -282,17 +358,21 @@ class CircuitBreaker:
         else:
             self._record_success()
 
+    # The two steps below expect the caller to have bound the breaker to this run.
+
     def _record_success(self) -> None:
+        self._refresh()
+        state = self._current
         self._total_successes += 1
-        state = self.state
         if state is CircuitState.CLOSED:
             self._consecutive_failures = 0
         elif state is CircuitState.HALF_OPEN:
             self._transition(CircuitState.CLOSED)
 
     def _record_failure(self) -> None:
+        self._refresh()
+        state = self._current
         self._total_failures += 1
-        state = self.state
         if state is CircuitState.CLOSED:
             self._consecutive_failures += 1
             if self._consecutive_failures >= self.failure_threshold:
@@ -312,14 +392,40 @@ class CircuitBreaker:
             return 0.0
         return max(0.0, self._opened_at + self.recovery_timeout - trio.current_time())
 
+    def _probe_timeout(self) -> float:
+        if self.half_open_probe_timeout is not None:
+            return self.half_open_probe_timeout
+        return self.recovery_timeout if self.recovery_timeout > 0 else math.inf
+
+    def _expire_probes(self, now: float) -> None:
+        """Free the slots of probes whose deadline has come."""
+        expired = [ticket for ticket, due in self._probes.items() if due <= now]
+        for ticket in expired:
+            del self._probes[ticket]
+            ticket._expired = True
+        self._expired_probes += len(expired)
+
+    def _retry_after(self) -> float:
+        """Seconds until a call would be admitted (0.0 if it would be now, or if the
+        probes holding every slot have no deadline)."""
+        if self._current is CircuitState.OPEN:
+            return self._seconds_until_half_open()
+        if (
+            self._current is CircuitState.HALF_OPEN
+            and len(self._probes) >= self.half_open_max_calls
+        ):
+            earliest = min(self._probes.values())
+            if earliest < math.inf:
+                return earliest - trio.current_time()
+        return 0.0
+
     def _transition(self, new: CircuitState) -> None:
         old = self._current
+        if self._probes:
+            self._probes = {}  # their later outcomes count, but free no slot
         if new is CircuitState.OPEN:
             self._opened_at = trio.current_time()
-        elif new is CircuitState.HALF_OPEN:
-            self._epoch += 1
-            self._probes = 0
-        else:
+        elif new is CircuitState.CLOSED:
             self._consecutive_failures = 0
         self._current = new
         self._observable.value = new
@@ -334,30 +440,41 @@ class CircuitBreakerTicket:
     the call's outcome, from wherever the call ended.
     """
 
-    __slots__ = ("_breaker", "_epoch", "_settled")
+    __slots__ = ("_breaker", "_deadline", "_expired", "_run", "_settled")
 
-    def __init__(self, breaker: CircuitBreaker, epoch: int) -> None:
+    def __init__(self, breaker: CircuitBreaker, deadline: float | None) -> None:
         self._breaker = breaker
-        self._epoch = epoch
+        self._run = breaker._run
+        self._deadline = deadline  # None: not a probe
+        self._expired = False
         self._settled = False
 
     def __repr__(self) -> str:
-        probe = "" if self._epoch == _NOT_A_PROBE else " probe"
+        probe = "" if self._deadline is None else " probe"
         done = " settled" if self._settled else ""
         return f"<CircuitBreakerTicket{probe}{done}>"
 
     @property
     def is_probe(self) -> bool:
         """Whether this call was admitted as a half-open probe."""
-        return self._epoch != _NOT_A_PROBE
+        return self._deadline is not None
+
+    @property
+    def deadline(self) -> float:
+        """The trio time at which a probe's slot frees itself and its outcome stops
+        counting; ``math.inf`` for a call admitted while CLOSED, or a probe with no
+        deadline. A caller may bound the call with ``trio.move_on_at(deadline)``."""
+        return math.inf if self._deadline is None else self._deadline
 
     def settle(self, exc: BaseException | None = None) -> None:
         """Record the call's outcome: None for a success, else what it raised.
 
         Which exceptions count as failures is the breaker's ``expected_exception``;
-        cancellation counts as nothing. Settling twice raises `RuntimeError`.
+        cancellation counts as nothing. A probe settled at or after its `deadline`
+        counts as nothing either (its slot is already free), nor does a ticket from
+        another `trio.run`. Settling twice raises `RuntimeError`.
         """
         if self._settled:
             raise RuntimeError("this CircuitBreakerTicket is already settled")
         self._settled = True
-        self._breaker._settle(self._epoch, exc)
+        self._breaker._settle(self, exc)

@@ -17,7 +17,7 @@ Otherwise ``on_retry`` is called with a `RetryDetails` and the loop sleeps the
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterable, Callable, Coroutine
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
@@ -132,7 +132,7 @@ class Attempt:
 
 
 class _RetryLoop:
-    """The async iterator behind `retry_context` and `retry`."""
+    """One retry loop: the async iterator behind each ``async for`` and each call."""
 
     __slots__ = ("_current", "_delay", "_exc", "_policy", "_start")
 
@@ -188,6 +188,21 @@ class _RetryLoop:
         return True
 
 
+class _RetryContext:
+    """What `retry_context` returns: each ``async for`` over it is a fresh loop."""
+
+    __slots__ = ("_policy",)
+
+    def __init__(self, policy: _RetryPolicy) -> None:
+        self._policy = policy
+
+    def __repr__(self) -> str:
+        return f"<retry_context attempts={self._policy.attempts}>"
+
+    def __aiter__(self) -> _RetryLoop:
+        return _RetryLoop(self._policy)
+
+
 def retry_context(
     *,
     on: ExceptionSpec,
@@ -196,7 +211,7 @@ def retry_context(
     timeout: float | None = None,
     on_retry: RetryHook | None = None,
     wait_hint: WaitHint | None = None,
-) -> AsyncIterator[Attempt]:
+) -> AsyncIterable[Attempt]:
     """Retry an inline block::
 
         async for attempt in retry_context(on=httpx.TransportError, attempts=5):
@@ -212,8 +227,12 @@ def retry_context(
     called with a `RetryDetails` before each backoff sleep. ``wait_hint(exc)`` may
     return a delay the failure itself asks for (a ``Retry-After`` header, say); it
     replaces the backoff delay, capped at ``backoff.maximum``; None keeps the backoff.
+
+    The object returned holds only the policy: every ``async for`` over it starts a
+    fresh loop at attempt 1 with its own clock, so it may be kept and reused, by
+    several tasks at once and in several `trio.run` calls.
     """
-    return _RetryLoop(
+    return _RetryContext(
         _RetryPolicy.build(on, attempts, backoff, timeout, on_retry, wait_hint)
     )
 
@@ -232,7 +251,8 @@ def retry(
     """Decorate an async function so that failed calls are retried.
 
     Takes the same arguments as `retry_context`; when the attempts run out the last
-    exception is re-raised unchanged::
+    exception is re-raised unchanged. Each call runs its own loop, so concurrent calls
+    and calls in different `trio.run` calls retry independently::
 
         @retry(on=ConnectionError, attempts=4, backoff=Backoff(initial=0.2))
         async def fetch() -> bytes: ...

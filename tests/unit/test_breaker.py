@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import trio
 import trio.testing
@@ -159,7 +161,7 @@ async def test_half_open_admits_one_probe_and_rejects_the_rest(
         with pytest.raises(CircuitBreakerOpenError) as info:
             await succeed(breaker)
         assert info.value.state is HALF_OPEN
-        assert info.value.retry_after == 0.0
+        assert info.value.retry_after == 1.0  # the probe's deadline, recovery_timeout
         assert breaker.statistics().half_open_calls == 1
         release.set()
     assert breaker.state is CLOSED
@@ -229,7 +231,9 @@ async def test_call_admitted_while_closed_does_not_free_a_probe_slot(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """Only probes release probe slots; an older call ending in HALF_OPEN does not."""
-    breaker = CircuitBreaker(failure_threshold=1, recovery_timeout=1.0)
+    breaker = CircuitBreaker(
+        failure_threshold=1, recovery_timeout=1.0, half_open_probe_timeout=10.0
+    )
     slow_done = trio.Event()
     probe_release = trio.Event()
 
@@ -467,6 +471,26 @@ async def test_open_rejection_is_still_a_checkpoint(
             r"^expected_exception must be an exception type",
         ),
         ({"on_state_change": 3}, TypeError, r"^on_state_change must be callable"),
+        (
+            {"half_open_probe_timeout": 0},
+            ValueError,
+            r"^half_open_probe_timeout must be > 0$",
+        ),
+        (
+            {"half_open_probe_timeout": -1.5},
+            ValueError,
+            r"^half_open_probe_timeout must be > 0$",
+        ),
+        (
+            {"half_open_probe_timeout": math.inf},
+            ValueError,
+            r"^half_open_probe_timeout must be finite$",
+        ),
+        (
+            {"half_open_probe_timeout": "5"},
+            TypeError,
+            r"^half_open_probe_timeout must be a number, not str$",
+        ),
     ],
 )
 def test_invalid_arguments(
@@ -536,3 +560,255 @@ async def test_cancelled_call_settles_as_nothing(autojump_clock: object) -> None
     assert breaker.state is HALF_OPEN
     breaker.admit_nowait().settle()
     assert breaker.state is CLOSED
+
+
+# -- half-open probe deadlines --------------------------------------------------------
+
+
+async def open_then_half_open(breaker: CircuitBreaker) -> None:
+    """Open the breaker now and sleep until it is HALF_OPEN."""
+    breaker.admit_nowait().settle(Boom())
+    await trio.sleep(breaker.recovery_timeout)
+    assert breaker.state is HALF_OPEN
+
+
+async def test_hung_probe_frees_its_slot_at_its_deadline(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A hung probe holds its slot for recovery_timeout; then a new one is admitted."""
+    breaker = CircuitBreaker(failure_threshold=1, recovery_timeout=10.0)
+    await open_then_half_open(breaker)
+    hung = breaker.admit_nowait()
+    assert hung.deadline == 20.0
+    await trio.sleep(9.5)
+    with pytest.raises(CircuitBreakerOpenError) as info:
+        breaker.admit_nowait()
+    assert info.value.retry_after == 0.5
+    await trio.sleep(0.5)
+    assert trio.current_time() == 20.0
+    fresh = breaker.admit_nowait()
+    assert fresh.is_probe
+    assert fresh.deadline == 30.0
+    stats = breaker.statistics()
+    assert (stats.half_open_calls, stats.expired_probes) == (1, 1)
+    fresh.settle()
+    assert breaker.state is CLOSED
+
+
+async def test_half_open_probe_timeout_sets_the_deadline(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """half_open_probe_timeout replaces recovery_timeout as the probe deadline."""
+    breaker = CircuitBreaker(
+        failure_threshold=1, recovery_timeout=10.0, half_open_probe_timeout=3.0
+    )
+    assert breaker.half_open_probe_timeout == 3.0
+    await open_then_half_open(breaker)
+    assert breaker.admit_nowait().deadline == 13.0
+    await trio.sleep(2.75)
+    with pytest.raises(CircuitBreakerOpenError) as info:
+        breaker.admit_nowait()
+    assert info.value.retry_after == 0.25
+    await trio.sleep(0.25)
+    assert breaker.admit_nowait().deadline == 16.0
+
+
+async def test_half_open_rejection_says_when_a_slot_frees(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The HALF_OPEN rejection message and retry_after give the earliest deadline."""
+    breaker = CircuitBreaker(
+        failure_threshold=1, recovery_timeout=4.0, half_open_max_calls=2, name="db"
+    )
+    await open_then_half_open(breaker)
+    breaker.admit_nowait()
+    await trio.sleep(1.5)
+    breaker.admit_nowait()
+    await trio.sleep(1)
+    with pytest.raises(CircuitBreakerOpenError) as info:
+        breaker.admit_nowait()
+    assert info.value.retry_after == 1.5
+    assert str(info.value) == (
+        "Circuit breaker 'db' is HALF_OPEN and all probe slots are in use; "
+        "next probe allowed in 1.500s"
+    )
+    assert breaker.statistics().retry_after == 1.5
+    await trio.sleep(1.5)
+    assert breaker.statistics().retry_after == 0.0
+    assert breaker.statistics().half_open_calls == 1
+
+
+async def test_late_settle_of_an_expired_probe_is_ignored(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A probe settled after its deadline changes no state, counter or slot."""
+    breaker = CircuitBreaker(failure_threshold=1, recovery_timeout=2.0)
+    await open_then_half_open(breaker)
+    first = breaker.admit_nowait()
+    await trio.sleep(2)
+    second = breaker.admit_nowait()  # takes the slot the first probe gave up
+    await trio.sleep(2)
+    live = breaker.admit_nowait()  # `second` expired in turn
+    await trio.sleep(1)
+    before = breaker.statistics()
+    first.settle()
+    second.settle(Boom())
+    after = breaker.statistics()
+    assert after.state is HALF_OPEN
+    assert after == before
+    assert (after.half_open_calls, after.expired_probes) == (1, 2)
+    with pytest.raises(CircuitBreakerOpenError):
+        breaker.admit_nowait()  # `live` still holds the only slot
+    live.settle(Boom())
+    assert breaker.state is OPEN
+
+
+async def test_late_settle_cannot_free_another_probes_slot(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """After a probe expires and its slot is retaken, settling it frees nothing."""
+    breaker = CircuitBreaker(
+        failure_threshold=1,
+        recovery_timeout=1.0,
+        half_open_max_calls=2,
+        half_open_probe_timeout=5.0,
+    )
+    await open_then_half_open(breaker)
+    expired = breaker.admit_nowait()
+    await trio.sleep(1)
+    holder = breaker.admit_nowait()
+    await trio.sleep(4)
+    replacement = breaker.admit_nowait()  # `expired` is past its deadline now
+    with pytest.raises(CircuitBreakerOpenError) as info:
+        breaker.admit_nowait()
+    assert info.value.retry_after == 1.0  # `holder`'s deadline, at t=7
+    expired.settle(Boom())
+    assert breaker.statistics().half_open_calls == 2
+    with pytest.raises(CircuitBreakerOpenError):
+        breaker.admit_nowait()
+    holder.settle()
+    replacement.settle()
+    assert breaker.state is CLOSED
+    assert breaker.statistics().total_failures == 1  # only the one that opened it
+
+
+async def test_expired_probe_settling_after_the_breaker_closed_is_ignored(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A late failure of an expired probe does not count against a CLOSED breaker."""
+    breaker = CircuitBreaker(failure_threshold=1, recovery_timeout=1.0)
+    await open_then_half_open(breaker)
+    expired = breaker.admit_nowait()
+    await trio.sleep(1)
+    breaker.admit_nowait().settle()
+    assert breaker.state is CLOSED
+    expired.settle(Boom())
+    stats = breaker.statistics()
+    assert (stats.state, stats.consecutive_failures) == (CLOSED, 0)
+
+
+async def test_probe_settled_at_its_deadline_is_late(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """At its deadline a probe's slot is free and its outcome no longer counts."""
+    breaker = CircuitBreaker(failure_threshold=1, recovery_timeout=1.0)
+    await open_then_half_open(breaker)
+    probe = breaker.admit_nowait()
+    await trio.sleep(1)
+    probe.settle(Boom())
+    stats = breaker.statistics()
+    assert (stats.state, stats.half_open_calls, stats.expired_probes) == (
+        HALF_OPEN,
+        0,
+        1,
+    )
+    assert stats.total_failures == 1  # only the one that opened it
+
+
+async def test_probe_settled_just_before_its_deadline_counts(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A probe that settles before its deadline decides the state as usual."""
+    breaker = CircuitBreaker(failure_threshold=1, recovery_timeout=1.0)
+    await open_then_half_open(breaker)
+    probe = breaker.admit_nowait()
+    await trio.sleep(0.75)
+    probe.settle(Boom())
+    assert breaker.state is OPEN
+    assert breaker.statistics().expired_probes == 0
+
+
+async def test_async_with_probe_that_overruns_its_deadline(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A slow probe under async with lets a second probe in at its deadline."""
+    breaker = CircuitBreaker(failure_threshold=1, recovery_timeout=5.0)
+    await open_then_half_open(breaker)
+    second_admitted_at: list[float] = []
+
+    async def slow_probe() -> None:
+        async with breaker:
+            await trio.sleep(8)
+
+    async def second_probe() -> None:
+        while True:
+            try:
+                async with breaker:
+                    second_admitted_at.append(trio.current_time())
+                    return
+            except CircuitBreakerOpenError as exc:
+                await trio.sleep(max(exc.retry_after, 0.25))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(slow_probe)
+        await trio.sleep(1)
+        nursery.start_soon(second_probe)
+    assert second_admitted_at == [10.0]
+    assert breaker.state is CLOSED
+    assert trio.current_time() == 13.0
+
+
+async def test_probes_have_no_deadline_when_recovery_timeout_is_zero(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """recovery_timeout=0 and no probe timeout: no deadline, retry_after is 0.0."""
+    breaker = CircuitBreaker(failure_threshold=1, recovery_timeout=0.0)
+    breaker.admit_nowait().settle(Boom())
+    probe = breaker.admit_nowait()
+    assert probe.is_probe
+    assert probe.deadline == math.inf
+    await trio.sleep(1000)
+    with pytest.raises(CircuitBreakerOpenError) as info:
+        breaker.admit_nowait()
+    assert info.value.retry_after == 0.0
+    assert str(info.value) == (
+        "Circuit breaker is HALF_OPEN and all probe slots are in use"
+    )
+    probe.settle()
+    assert breaker.state is CLOSED
+
+
+async def test_statistics_retry_after_in_every_state(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """statistics().retry_after is what a call rejected now would be told."""
+    breaker = CircuitBreaker(failure_threshold=1, recovery_timeout=6.0)
+    assert breaker.statistics().retry_after == 0.0
+    breaker.admit_nowait().settle(Boom())
+    await trio.sleep(2)
+    assert breaker.statistics().retry_after == 4.0
+    await trio.sleep(4)
+    assert breaker.statistics().retry_after == 0.0  # HALF_OPEN, a slot free
+    ticket = breaker.admit_nowait()
+    await trio.sleep(1)
+    assert breaker.statistics().retry_after == 5.0
+    ticket.settle()
+    assert breaker.statistics().retry_after == 0.0
+
+
+async def test_closed_call_has_no_deadline(autojump_clock: object) -> None:
+    """A call admitted while CLOSED is no probe and has no deadline."""
+    ticket = CircuitBreaker().admit_nowait()
+    assert not ticket.is_probe
+    assert ticket.deadline == math.inf
+    ticket.settle()

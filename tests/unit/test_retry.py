@@ -403,3 +403,103 @@ def test_wait_hint_must_be_callable() -> None:
     """wait_hint is checked."""
     with pytest.raises(TypeError, match=r"^wait_hint must be callable or None$"):
         retry(on=ValueError, wait_hint=1.0)  # type: ignore[arg-type]
+
+
+# -- reuse: every loop is fresh ------------------------------------------------------
+
+
+async def test_retry_context_iterated_again_runs_a_fresh_loop(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A second async for over one retry_context starts again at attempt 1."""
+    attempts = retry_context(on=ValueError, attempts=3, backoff=EXACT)
+    seen: list[tuple[int, float]] = []
+    for _ in range(2):
+        flaky = Flaky(1)
+        async for attempt in attempts:
+            with attempt:
+                seen.append((attempt.num, trio.current_time()))
+                await flaky()
+    assert seen == [(1, 0.0), (2, 0.5), (1, 0.5), (2, 1.0)]
+
+
+async def test_retry_context_iterated_again_still_raises(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A reused retry_context re-raises when its block keeps failing, never skips it."""
+    attempts = retry_context(on=ValueError, attempts=2, backoff=EXACT)
+
+    async def loop() -> None:
+        flaky = Flaky(10)
+        async for attempt in attempts:
+            with attempt:
+                await flaky()
+
+    for _ in range(2):
+        with pytest.raises(ValueError, match=r"^failure 2$"):
+            await loop()
+    assert trio.current_time() == 1.0
+
+
+async def test_retry_context_makes_a_new_iterator_per_loop(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """retry_context returns an iterable, whose __aiter__ gives a new loop each time."""
+    attempts = retry_context(on=ValueError)
+    first, second = aiter(attempts), aiter(attempts)
+    assert first is not second
+    assert not hasattr(attempts, "__anext__")
+    assert (await anext(first)).num == 1
+    assert (await anext(second)).num == 1
+
+
+async def test_one_retry_context_shared_by_two_tasks(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Two tasks looping over one retry_context at once retry independently."""
+    attempts = retry_context(on=ValueError, attempts=4, backoff=EXACT)
+    seen: dict[str, list[tuple[int, float]]] = {"a": [], "b": []}
+
+    async def worker(name: str, failures: int, start: float) -> None:
+        await trio.sleep(start)
+        flaky = Flaky(failures)
+        async for attempt in attempts:
+            with attempt:
+                seen[name].append((attempt.num, trio.current_time()))
+                await flaky()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(worker, "a", 3, 0.0)
+        nursery.start_soon(worker, "b", 1, 0.25)
+    assert seen == {
+        "a": [(1, 0.0), (2, 0.5), (3, 1.5), (4, 3.5)],
+        "b": [(1, 0.25), (2, 0.75)],
+    }
+
+
+async def test_one_decorated_function_called_by_two_tasks(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Concurrent calls of one decorated function each run their own loop."""
+
+    @retry(on=ValueError, attempts=3, backoff=EXACT)
+    async def call(flaky: Flaky) -> str:
+        return await flaky()
+
+    slow, quick = Flaky(2), Flaky(2, exc_type=KeyError)
+    results: dict[str, object] = {}
+
+    async def run(name: str, flaky: Flaky, start: float) -> None:
+        await trio.sleep(start)
+        try:
+            results[name] = await call(flaky)
+        except KeyError as exc:
+            results[name] = exc
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run, "slow", slow, 0.0)
+        nursery.start_soon(run, "quick", quick, 0.25)
+    assert results["slow"] == "ok"
+    assert results["quick"] is quick.raised[0]  # KeyError is not retried
+    assert slow.calls == [0.0, 0.5, 1.5]
+    assert quick.calls == [0.25]

@@ -96,6 +96,7 @@ class ResilientClient:
             failure_threshold=config.circuit_breaker.failure_threshold,
             recovery_timeout=config.circuit_breaker.recovery_timeout,
             half_open_max_calls=config.circuit_breaker.half_open_max_calls,
+            half_open_probe_timeout=config.circuit_breaker.half_open_probe_timeout,
             expected_exception=is_service_failure,
             on_state_change=on_circuit_state_change,
         )

@@ -73,7 +73,11 @@ class RetryConfig:
 
 @attrs.frozen
 class CircuitBreakerConfig:
-    """When to stop calling a failing service, and when to probe it again."""
+    """When to stop calling a failing service, and when to probe it again.
+
+    ``half_open_probe_timeout`` bounds how long a half-open probe holds its slot
+    (None: ``recovery_timeout``); see `CircuitBreaker`.
+    """
 
     failure_threshold: int = attrs.field(
         default=5,
@@ -85,6 +89,12 @@ class CircuitBreakerConfig:
     half_open_max_calls: int = attrs.field(
         default=1,
         validator=lambda _s, _a, v: check_int("half_open_max_calls", v, minimum=1),
+    )
+    half_open_probe_timeout: float | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(
+            _positive_number("half_open_probe_timeout")
+        ),
     )
 
 

@@ -12,6 +12,7 @@ import attrs
 import trio
 from trio_util import RepeatedEvent
 
+from .._runbound import current_run
 from .._service import ServiceLifetime, open_service_nursery
 from .._validation import check_async_callable, check_number
 from ._base import AsyncRateLimiter
@@ -38,7 +39,10 @@ class PerKeyRateLimiter(ServiceLifetime, Generic[K, L]):
     ``idle_timeout`` of at least ``capacity / rate``.
 
     The cleanup runs in a nursery that the limiter opens, so it must be used as an
-    async context manager; nothing is left running once the block exits::
+    async context manager; nothing is left running once the block exits, and every
+    key is forgotten then, so each block (in whichever `trio.run`) starts afresh.
+    While open it serves only the run that opened it; using it from another run
+    raises `RuntimeError`::
 
         async with PerKeyRateLimiter(
             lambda: TokenBucketRateLimiter(rate=5, capacity=10), idle_timeout=60
@@ -58,7 +62,8 @@ class PerKeyRateLimiter(ServiceLifetime, Generic[K, L]):
         # Idle keys in the order they became idle, with that time.
         self._idle: dict[K, float] = {}
         self._became_idle = RepeatedEvent()
-        self._open = False
+        # The run whose `async with` block is open; None when closed.
+        self._open_in: trio.lowlevel.TrioToken | None = None
 
     def __repr__(self) -> str:
         return f"<PerKeyRateLimiter {len(self._entries)} keys, {len(self._idle)} idle>"
@@ -81,11 +86,11 @@ class PerKeyRateLimiter(ServiceLifetime, Generic[K, L]):
     async def _run(self) -> AsyncIterator[None]:
         async with open_service_nursery() as nursery:
             nursery.start_soon(self._reap)
-            self._open = True
+            self._open_in = current_run()
             try:
                 yield
             finally:
-                self._open = False
+                self._open_in = None
                 self._entries.clear()
                 self._idle.clear()
 
@@ -103,12 +108,21 @@ class PerKeyRateLimiter(ServiceLifetime, Generic[K, L]):
 
     # -- using a key ----------------------------------------------------------------
 
-    def _check_out(self, key: K) -> _Entry[L]:
-        if not self._open:
+    def _check_open(self) -> None:
+        if self._open_in is None:
             raise RuntimeError(
                 "PerKeyRateLimiter must be used inside "
                 "'async with PerKeyRateLimiter(...)'"
             )
+        self._check_run()
+
+    def _check_run(self) -> None:
+        # Its keys, idle times and cleanup task belong to the run that opened it.
+        if self._open_in is not None and self._open_in is not current_run():
+            raise RuntimeError("this PerKeyRateLimiter is open in another trio.run")
+
+    def _check_out(self, key: K) -> _Entry[L]:
+        self._check_open()
         entry = self._entries.get(key)
         if entry is None:
             entry = self._entries[key] = _Entry(self._factory())
@@ -147,6 +161,7 @@ class PerKeyRateLimiter(ServiceLifetime, Generic[K, L]):
 
     async def release(self, key: K) -> None:
         """Release ``key``'s limiter, acquired earlier with `acquire`."""
+        self._check_run()
         entry = self._entries.get(key)
         if entry is None or entry.users == 0:
             raise RuntimeError(f"release({key!r}) without a matching acquire")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import attrs
 import trio
 
+from .._runbound import RunBound, current_run
 from .._validation import check_int
 from ._base import LimiterMixin
 
@@ -18,7 +19,7 @@ class SemaphoreRateLimiterStatistics:
     waiting: int
 
 
-class SemaphoreRateLimiter(LimiterMixin):
+class SemaphoreRateLimiter(LimiterMixin, RunBound):
     """Allow at most ``max_concurrent`` operations at a time.
 
     A thin layer over `trio.CapacityLimiter` that speaks the `AsyncRateLimiter`
@@ -27,6 +28,10 @@ class SemaphoreRateLimiter(LimiterMixin):
     `trio.CapacityLimiter`, a slot belongs to the task that acquired it: that task
     must release it, and holding two slots of one limiter at once raises
     `RuntimeError` (which catches accidental re-entry, a classic deadlock).
+
+    The slots belong to the `trio.run` that uses the limiter: on its first use in
+    another run (pytest-trio starts one per test) every slot is free again, as if new,
+    so a slot that a finished run never released cannot block the next one.
 
     >>> limiter = SemaphoreRateLimiter(10)
     >>> async with limiter:
@@ -38,8 +43,14 @@ class SemaphoreRateLimiter(LimiterMixin):
     def __init__(self, max_concurrent: int) -> None:
         check_int("max_concurrent", max_concurrent, minimum=1)
         self._limiter = trio.CapacityLimiter(max_concurrent)
+        self._run = None
+
+    def _start_run(self) -> None:
+        self._limiter = trio.CapacityLimiter(self._limiter.total_tokens)
 
     def __repr__(self) -> str:
+        if current_run() is not self._run:
+            self._enter_run()
         stats = self._limiter.statistics()
         return (
             f"<SemaphoreRateLimiter {stats.borrowed_tokens}/{stats.total_tokens}"
@@ -53,17 +64,25 @@ class SemaphoreRateLimiter(LimiterMixin):
 
     async def acquire(self) -> None:
         """Wait for a free slot and take it."""
+        if current_run() is not self._run:
+            self._enter_run()
         await self._limiter.acquire()
 
     def acquire_nowait(self) -> None:
         """Take a free slot, or raise `trio.WouldBlock` if none is free."""
+        if current_run() is not self._run:
+            self._enter_run()
         self._limiter.acquire_nowait()
 
     def _release(self) -> None:
+        # No run check: a slot is released by the task that took it, so in the run
+        # that last bound the limiter; any other task gets CapacityLimiter's error.
         self._limiter.release()
 
     def statistics(self) -> SemaphoreRateLimiterStatistics:
         """Slots in use and tasks waiting, as a frozen snapshot."""
+        if current_run() is not self._run:
+            self._enter_run()
         stats = self._limiter.statistics()
         return SemaphoreRateLimiterStatistics(
             max_concurrent=int(stats.total_tokens),

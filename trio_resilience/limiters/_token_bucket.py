@@ -7,6 +7,7 @@ import math
 import attrs
 import trio
 
+from .._runbound import RunBound, current_run
 from .._validation import check_number
 from ._base import LimiterMixin
 
@@ -21,7 +22,7 @@ class TokenBucketRateLimiterStatistics:
     waiting: int
 
 
-class TokenBucketRateLimiter(LimiterMixin):
+class TokenBucketRateLimiter(LimiterMixin, RunBound):
     """Admit on average ``rate`` operations per second, in bursts of up to ``capacity``.
 
     The bucket starts full and refills continuously at ``rate`` tokens per second up
@@ -35,6 +36,10 @@ class TokenBucketRateLimiter(LimiterMixin):
     time, so `trio.testing.MockClock` controls it). A cancelled waiter leaves the line
     without taking a token.
 
+    The bucket belongs to the `trio.run` that uses it: on its first use in another
+    run (pytest-trio starts one per test) it starts full again, as if new, since the
+    times it kept were read from another run's clock.
+
     >>> limiter = TokenBucketRateLimiter(rate=10, capacity=20)
     >>> async with limiter:
     ...     await send()
@@ -45,10 +50,14 @@ class TokenBucketRateLimiter(LimiterMixin):
     def __init__(self, rate: float, capacity: float) -> None:
         self._rate = check_number("rate", rate, above=0)
         self._capacity = check_number("capacity", capacity, at_least=1)
-        # Tokens held at trio time _stamp; None until first use, so the limiter can be
-        # created outside trio.run. Whole tokens are counted, never derived from
-        # absolute times, so a burst admits exactly `capacity` whatever the clock's
-        # offset or the float rounding of 1/rate.
+        self._run = None
+        self._start_run()
+
+    def _start_run(self) -> None:
+        # Tokens held at trio time _stamp; None until first use in a run, so the
+        # limiter can be created outside trio.run. Whole tokens are counted, never
+        # derived from absolute times, so a burst admits exactly `capacity` whatever
+        # the clock's offset or the float rounding of 1/rate.
         self._tokens = self._capacity
         self._stamp: float | None = None
         # trio.Lock is FIFO-fair: its holder is the next task to be served.
@@ -94,6 +103,8 @@ class TokenBucketRateLimiter(LimiterMixin):
 
     def acquire_nowait(self) -> None:
         """Take a token now; raise `trio.WouldBlock` if none is due or others wait."""
+        if current_run() is not self._run:
+            self._enter_run()
         if self._line.locked():
             raise trio.WouldBlock
         self._take_nowait()
@@ -123,6 +134,8 @@ class TokenBucketRateLimiter(LimiterMixin):
 
     def statistics(self) -> TokenBucketRateLimiterStatistics:
         """Tokens available now and tasks waiting, as a frozen snapshot."""
+        if current_run() is not self._run:
+            self._enter_run()
         tokens = self._tokens_at(trio.current_time())
         line = self._line.statistics()
         return TokenBucketRateLimiterStatistics(

@@ -352,6 +352,32 @@ async def test_open_circuit_is_not_retried(
     assert trio.current_time() == 1.5
 
 
+async def test_half_open_probe_timeout_reaches_the_breaker(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A hung half-open probe frees its slot after half_open_probe_timeout."""
+    script = Script(500, 200, 200, delay=0)
+    cfg = config(
+        retry=RetryConfig(max_attempts=1),
+        circuit_breaker=CircuitBreakerConfig(
+            failure_threshold=1, recovery_timeout=10, half_open_probe_timeout=3
+        ),
+    )
+    async with ResilientClient(cfg, transport=script.transport) as client:
+        with pytest.raises(ServerError):
+            await client.get("/x")
+        await trio.sleep(10)
+        hung = client.breaker.admit_nowait()  # a probe that never settles
+        with pytest.raises(CircuitOpenError) as info:
+            await client.get("/x")
+        assert info.value.retry_after == 3.0
+        await trio.sleep(3)
+        assert (await client.get("/x")).status_code == 200
+        assert client.breaker.state is CircuitState.CLOSED
+        hung.settle(RuntimeError("too late"))  # past its deadline: ignored
+        assert client.breaker.state is CircuitState.CLOSED
+
+
 async def test_client_errors_do_not_trip_the_breaker(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -594,6 +620,10 @@ async def test_create_resilient_client(autojump_clock: trio.testing.MockClock) -
         (
             lambda: CircuitBreakerConfig(failure_threshold=0),
             r"^failure_threshold must be >= 1$",
+        ),
+        (
+            lambda: CircuitBreakerConfig(half_open_probe_timeout=0),
+            r"^half_open_probe_timeout must be > 0$",
         ),
         (lambda: LoggingConfig(level="LOUD"), r"^level must be a logging level name"),
         (
