@@ -14,11 +14,16 @@ from ._exceptions import leaf_exceptions
 
 
 @asynccontextmanager
-async def open_service_nursery() -> AsyncIterator[trio.Nursery]:
+async def open_service_nursery(
+    *, drain_for: float = 0.0
+) -> AsyncIterator[trio.Nursery]:
     """Open a nursery whose tasks serve the ``async with`` block.
 
     When the block exits, the service tasks are cancelled and awaited, so none
-    outlives it. What propagates, by who fails:
+    outlives it. With ``drain_for`` > 0 they are given that many seconds to end
+    by themselves first, for services that the block tells to stop on its way out
+    (a server: tell it to stop, let it drain, then cancel). What propagates, by who
+    fails:
 
     * only the block: its exception, as it is (not wrapped in the nursery's
       `ExceptionGroup`), so callers can keep writing ``except KeyError`` around a
@@ -47,7 +52,10 @@ async def open_service_nursery() -> AsyncIterator[trio.Nursery]:
             except BaseException as exc:  # held until the service tasks are done
                 body_error = exc
             finally:
-                nursery.cancel_scope.cancel()
+                if drain_for > 0:
+                    nursery.cancel_scope.deadline = trio.current_time() + drain_for
+                else:
+                    nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         if body_error is None:
             raise

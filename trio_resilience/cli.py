@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import gc
 import json
 import os
 import sys
@@ -103,6 +104,10 @@ def serve(
     status = ListenStatus()
     with startup_step(bind_problem(settings), status=status):
         trio.run(partial(serve_forever, settings, task_status=status))
+    # The server has stopped; what is left is the interpreter's teardown, whose
+    # final garbage collection would walk every object the app made (about 0.2 s,
+    # most of a SIGTERM exit). Frozen objects are skipped; the OS frees them.
+    gc.freeze()
 
 
 def _serve_with_reloader(settings: ServerSettings) -> None:

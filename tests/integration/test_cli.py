@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from .conftest import cli_server
-from .test_server_http import specification_flow
+from .test_server_http import specification_flow, wait_until_msg_in_flight
 
 
 async def test_specification_flow_through_the_cli() -> None:
@@ -30,6 +30,7 @@ async def test_specification_flow_through_the_cli() -> None:
     assert mine[0]["method"] == "GET"
     assert mine[0]["path"] == "/msg"
     assert mine[0]["status"] == 200
+    assert mine[0]["outcome"] == "ok"
     assert isinstance(mine[0]["duration_ms"], float)
     assert mine[0]["level"] == "info"
     assert "timestamp" in mine[0]
@@ -47,7 +48,7 @@ async def test_graceful_shutdown_finishes_in_flight_requests() -> None:
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(slow)
-                await trio.sleep(0.3)
+                await wait_until_msg_in_flight(server.base_url)
                 server.terminate()
             assert results[0].status_code == 200
         assert await server.process.wait() == 0
@@ -68,7 +69,7 @@ async def test_flags_override_the_environment() -> None:
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(call, 1000)
-                await trio.sleep(0.2)
+                await wait_until_msg_in_flight(server.base_url)
                 nursery.start_soon(call, 0)
         assert results == [503, 200]
 

@@ -7,9 +7,21 @@ import uuid
 import httpx
 import pytest
 import trio
+from structlog.testing import capture_logs
 
 from trio_resilience.server import ServerSettings
 from trio_resilience.testing import serve_in_background
+
+
+async def wait_until_msg_in_flight(base_url: str, count: int = 1) -> None:
+    """Poll until ``count`` /msg requests have reached the route (past the slot)."""
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        with trio.fail_after(10):
+            while True:
+                status = (await client.get("/fail/status")).json()
+                if status["requests_seen"] >= count:
+                    return
+                await trio.sleep(0.01)
 
 
 async def specification_flow(client: httpx.AsyncClient) -> None:
@@ -115,7 +127,7 @@ async def test_saturation_is_503_with_retry_after() -> None:
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(call, "holder", 1000)
-            await trio.sleep(0.1)
+            await wait_until_msg_in_flight(base_url)
             nursery.start_soon(call, "shed", 0)
     assert results["holder"].status_code == 200
     assert results["shed"].status_code == 503
@@ -143,6 +155,71 @@ async def test_serve_in_background_lets_block_errors_through() -> None:
     with pytest.raises(KeyError, match="mine"):
         async with serve_in_background():
             raise KeyError("mine")
+
+
+async def test_leaving_the_block_drains_in_flight_requests() -> None:
+    """A request in flight when the block exits is answered before the block ends."""
+    results: list[httpx.Response] = []
+    async with httpx.AsyncClient() as client, trio.open_nursery() as nursery:
+        async with serve_in_background() as base_url:
+
+            async def slow() -> None:
+                url = f"{base_url}/msg"
+                results.append(await client.get(url, params={"delay": 1000}))
+
+            nursery.start_soon(slow)
+            await wait_until_msg_in_flight(base_url)
+    assert [r.status_code for r in results] == [200]
+
+
+async def test_block_error_still_drains_and_propagates_as_itself() -> None:
+    """A block that raises still lets in-flight requests finish; its error is
+    raised unchanged."""
+    results: list[httpx.Response] = []
+
+    async def fail_while_a_request_runs(
+        client: httpx.AsyncClient, nursery: trio.Nursery
+    ) -> None:
+        async with serve_in_background() as base_url:
+
+            async def slow() -> None:
+                url = f"{base_url}/msg"
+                results.append(await client.get(url, params={"delay": 500}))
+
+            nursery.start_soon(slow)
+            await wait_until_msg_in_flight(base_url)
+            raise KeyError("mine")
+
+    async with httpx.AsyncClient() as client, trio.open_nursery() as nursery:
+        with pytest.raises(KeyError, match="mine") as raised:
+            await fail_while_a_request_runs(client, nursery)
+    assert type(raised.value) is KeyError
+    assert [r.status_code for r in results] == [200]
+
+
+async def test_requests_past_the_grace_period_are_cut() -> None:
+    """With shutdown_grace_period=0.5 a 5 s request is cut after about 0.5 s (and
+    logged as cancelled); the block exits then."""
+    settings = ServerSettings(shutdown_grace_period=0.5)
+    errors: list[httpx.HTTPError] = []
+    with capture_logs() as logs:
+        async with httpx.AsyncClient() as client, trio.open_nursery() as nursery:
+            async with serve_in_background(settings) as base_url:
+
+                async def slow() -> None:
+                    try:
+                        await client.get(f"{base_url}/msg", params={"delay": 5000})
+                    except httpx.HTTPError as error:
+                        errors.append(error)
+
+                nursery.start_soon(slow)
+                await wait_until_msg_in_flight(base_url)
+                leaving = trio.current_time()
+            took = trio.current_time() - leaving
+    assert 0.45 <= took < 3
+    assert [type(e) for e in errors] == [httpx.RemoteProtocolError]
+    (line,) = [e for e in logs if e.get("path") == "/msg"]
+    assert (line["status"], line["outcome"]) == (500, "cancelled")
 
 
 async def test_resilience_server_fixture(resilience_server: str) -> None:

@@ -265,3 +265,46 @@ async def test_a_task_raising_a_stray_cancelled_cancels_only_the_nursery(
     assert trio.current_time() == 1.0
     await trio.sleep(1)  # not cancelled: nothing around the block was
     assert trio.current_time() == 2.0
+
+
+async def test_drain_for_lets_services_end_by_themselves(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """With drain_for, a service told to stop on exit finishes its work in time."""
+    stop = trio.Event()
+    finished: list[float] = []
+
+    async def service() -> None:
+        await stop.wait()
+        await trio.sleep(2)  # draining
+        finished.append(trio.current_time())
+
+    async with open_service_nursery(drain_for=5) as nursery:
+        nursery.start_soon(service)
+        stop.set()
+    assert finished == [2.0]
+    assert trio.current_time() == 2.0
+
+
+async def test_drain_for_cancels_a_service_that_overstays(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A service still running drain_for seconds after the block is cancelled then."""
+    async with open_service_nursery(drain_for=5) as nursery:
+        nursery.start_soon(trio.sleep_forever)
+    assert trio.current_time() == 5.0
+
+
+async def test_drain_for_keeps_the_block_error(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The block's own exception still propagates as itself after the drain."""
+
+    async def block() -> None:
+        async with open_service_nursery(drain_for=5) as nursery:
+            nursery.start_soon(trio.sleep, 1)
+            raise KeyError("mine")
+
+    with pytest.raises(KeyError, match="mine"):
+        await block()
+    assert trio.current_time() == 1.0

@@ -13,8 +13,10 @@ from werkzeug.exceptions import HTTPException
 
 from .._version import __version__
 from ..jobs import JobQueue
+from ._asgi import EXCHANGE_KEY, REQUEST_ID_KEY
+from ._connections import Exchange
 from ._logging import configure_logging, get_logger
-from ._middleware import REQUEST_ID_KEY, wrap
+from ._middleware import wrap
 from ._resources import ResourceStore
 from ._responses import validation_detail
 from ._routes import crud, faults, health, jobs, messages
@@ -85,6 +87,7 @@ def create_app(settings: ServerSettings | None = None) -> ResilienceTestApp:
     @app.before_serving
     async def start() -> None:
         app.state.started_at = trio.current_time()
+        app.state.shutting_down = False
         await app.nursery.start(run_jobs)
         get_logger().info("server starting", settings=settings.model_dump(mode="json"))
 
@@ -100,6 +103,7 @@ def create_app(settings: ServerSettings | None = None) -> ResilienceTestApp:
         timeout=settings.request_timeout,
         limiter=app.state.limiter,
         queue_timeout=settings.queue_timeout,
+        stopping=lambda: app.state.shutting_down,
     )
     return app
 
@@ -151,6 +155,9 @@ def _register_error_handlers(app: ResilienceTestApp) -> None:
             path=request.path,
             request_id=request.scope.get(REQUEST_ID_KEY),
         )
+        exchange = request.scope.get(EXCHANGE_KEY)
+        if isinstance(exchange, Exchange):
+            exchange.outcome = "error"  # answered, but by a bug, not by the route
         return {"detail": "Internal Server Error"}, 500
 
 

@@ -1,8 +1,10 @@
-"""ASGI middleware, outermost first: errors -> request log -> timeout -> concurrency.
+"""ASGI middleware, outermost first: connection -> errors -> request log -> timeout
+-> concurrency.
 
 Each layer is a small ASGI app wrapping the next one and adds one concern, so the
 order in `wrap` reads as the order a request goes through them. Non-HTTP scopes
-(the lifespan protocol) pass straight through.
+(the lifespan protocol) pass straight through. The connection layer lives in
+`_connections`; the others read its `Exchange` from the scope.
 """
 
 from __future__ import annotations
@@ -10,26 +12,28 @@ from __future__ import annotations
 import json
 import math
 import secrets
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from typing import Any
 
 import trio
 
 from ..limiters import acquire_on_behalf_of_within
+from ._asgi import (
+    EXCHANGE_KEY,
+    REQUEST_ID_KEY,
+    SLOT_KEY,
+    ASGIApp,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    header,
+)
+from ._connections import ConnectionMiddleware, Exchange
 from ._logging import get_logger
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-REQUEST_ID_HEADER = "x-request-id"
-PROCESS_TIME_HEADER = "x-process-time"
-# Keys this package puts in the ASGI scope for the layers below to read.
-REQUEST_ID_KEY = "trio_resilience.request_id"
-RESPONSE_KEY = "trio_resilience.response"
-SLOT_KEY = "trio_resilience.has_slot"
+REQUEST_ID_HEADER = b"x-request-id"
+PROCESS_TIME_HEADER = b"x-process-time"
 # Paths never held back by the concurrency limit: a saturated server must still
 # answer health checks and let a test switch its failure injection off.
 UNLIMITED_PREFIXES = (
@@ -40,6 +44,8 @@ UNLIMITED_PREFIXES = (
     "/redocs",
     "/scalar",
 )
+CLIENT_CLOSED = 499
+"""Logged for a request whose client hung up before any response (nginx's code)."""
 
 
 async def send_json(
@@ -71,32 +77,6 @@ async def send_saturated(send: Send) -> None:
     )
 
 
-class _ResponseTracker:
-    """Wraps ``send`` to remember how far the response got.
-
-    The outermost layer makes one per request and puts it in the scope, so every
-    layer can see the response's progress without wrapping ``send`` again.
-    """
-
-    __slots__ = ("finished", "send", "started", "status")
-
-    def __init__(self, send: Send) -> None:
-        self.send = send
-        self.started = False
-        self.finished = False
-        self.status = 0
-
-    async def __call__(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            self.started = True
-            self.status = message["status"]
-        elif message["type"] == "http.response.body" and not message.get(
-            "more_body", False
-        ):
-            self.finished = True
-        await self.send(message)
-
-
 class ErrorHandlingMiddleware:
     """Turns any exception that escapes the layers below into a JSON 500, logged."""
 
@@ -107,16 +87,16 @@ class ErrorHandlingMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        tracker = scope[RESPONSE_KEY] = _ResponseTracker(send)
         try:
-            await self.app(scope, receive, tracker)
+            await self.app(scope, receive, send)
         except Exception:
             self.log.exception(
                 "unhandled error",
                 path=scope.get("path"),
                 request_id=scope.get(REQUEST_ID_KEY),
             )
-            if not tracker.started:
+            exchange: Exchange = scope[EXCHANGE_KEY]
+            if not exchange.started and not exchange.client_gone:
                 await send_json(send, 500, {"detail": "Internal Server Error"})
         return None
 
@@ -124,7 +104,21 @@ class ErrorHandlingMiddleware:
 class RequestLoggingMiddleware:
     """One log line per request; echoes the request id and the processing time.
 
-    The request id is the client's ``X-Request-ID`` or a new random one.
+    The request id is the client's ``X-Request-ID`` or a new random one. Besides
+    method, path, status, duration_ms and request_id, each line has an ``outcome``:
+
+    - ``ok``: the route's response was sent in full, whatever its status (an
+      injected failure's 500 included);
+    - ``timeout``: ``request_timeout`` ran out (a 504, or a body cut short);
+    - ``shed``: no concurrency slot came free in time (a 503);
+    - ``client_closed``: the client hung up first; the status is then 499 (nginx's
+      convention) unless a response had already started;
+    - ``cancelled``: the server cut the request short at the end of its shutdown
+      grace period;
+    - ``error``: an unexpected exception ended the request (a 500).
+
+    A request that ended without a response started is logged with status 500
+    (Hypercorn answers it so if the connection is still there), or 499.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -135,33 +129,54 @@ class RequestLoggingMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         start = trio.current_time()
-        request_id = _header(scope, REQUEST_ID_HEADER) or secrets.token_hex(16)
+        given = header(scope, REQUEST_ID_HEADER)
+        request_id = given.decode("latin-1") if given else secrets.token_hex(16)
         scope[REQUEST_ID_KEY] = request_id
-        tracker: _ResponseTracker = scope[RESPONSE_KEY]
+        exchange: Exchange = scope[EXCHANGE_KEY]
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 elapsed = trio.current_time() - start
                 message["headers"] = [
                     *message.get("headers", []),
-                    (REQUEST_ID_HEADER.encode(), request_id.encode("latin-1")),
-                    (PROCESS_TIME_HEADER.encode(), f"{elapsed:.6f}".encode()),
+                    (REQUEST_ID_HEADER, request_id.encode("latin-1")),
+                    (PROCESS_TIME_HEADER, f"{elapsed:.6f}".encode()),
                 ]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
-            # A response that never started is answered 500 by the layer above.
+            # The layers below contain their own cancellations, so a cancelled
+            # scope here is the server's: it stopped at the end of its grace period.
+            if (
+                exchange.outcome is None
+                and not exchange.finished
+                and trio.current_effective_deadline() == -math.inf
+            ):
+                exchange.outcome = "cancelled"
+            status, outcome = _status_and_outcome(exchange)
             self.log.info(
                 "request",
                 method=scope["method"],
                 path=scope["path"],
-                status=tracker.status if tracker.started else 500,
+                status=status,
+                outcome=outcome,
                 duration_ms=round((trio.current_time() - start) * 1000, 3),
                 request_id=request_id,
             )
         return None
+
+
+def _status_and_outcome(exchange: Exchange) -> tuple[int, str]:
+    if exchange.client_gone:
+        return (exchange.status if exchange.started else CLIENT_CLOSED), "client_closed"
+    # A response that never started is answered 500 (by the layer above, or by
+    # Hypercorn for a request cancelled before its response).
+    status = exchange.status if exchange.started else 500
+    if exchange.outcome is not None:
+        return status, exchange.outcome
+    return status, "ok" if exchange.finished else "error"
 
 
 class TimeoutMiddleware:
@@ -180,15 +195,20 @@ class TimeoutMiddleware:
             return await self.app(scope, receive, send)
         with trio.move_on_after(self.timeout) as deadline:
             await self.app(scope, receive, send)
-        tracker: _ResponseTracker = scope[RESPONSE_KEY]
-        if not deadline.cancelled_caught or tracker.finished:
+        exchange: Exchange = scope[EXCHANGE_KEY]
+        if not deadline.cancelled_caught or exchange.finished:
             return None
-        if tracker.started:
+        if exchange.client_gone:
+            return None
+        if exchange.started:
             # Too late to change the status: end the body where it stopped.
+            exchange.outcome = "timeout"
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         elif scope.get(SLOT_KEY) is False:
+            exchange.outcome = "shed"
             await send_saturated(send)
         else:
+            exchange.outcome = "timeout"
             await send_json(send, 504, {"detail": "Request timed out"})
         return None
 
@@ -217,6 +237,8 @@ class ConcurrencyMiddleware:
         if not await acquire_on_behalf_of_within(
             self.limiter, borrower, self.queue_timeout
         ):
+            exchange: Exchange = scope[EXCHANGE_KEY]
+            exchange.outcome = "shed"
             return await send_saturated(send)
         scope[SLOT_KEY] = True
         try:
@@ -226,27 +248,24 @@ class ConcurrencyMiddleware:
         return None
 
 
-def _header(scope: Scope, name: str) -> str | None:
-    wanted = name.encode()
-    for key, value in scope.get("headers", ()):
-        if key.lower() == wanted:
-            decoded: str = value.decode("latin-1")
-            return decoded
-    return None
-
-
 def wrap(
     app: ASGIApp,
     *,
     timeout: float,
     limiter: trio.CapacityLimiter,
     queue_timeout: float | None = None,
+    stopping: Callable[[], bool] | None = None,
 ) -> ASGIApp:
-    """The application wrapped in every layer, outermost first."""
-    return ErrorHandlingMiddleware(
+    """The application wrapped in every layer, outermost first.
+
+    ``stopping()`` says whether the server is shutting down (see
+    `ConnectionMiddleware`); by default it never is.
+    """
+    layers = ErrorHandlingMiddleware(
         RequestLoggingMiddleware(
             TimeoutMiddleware(
                 ConcurrencyMiddleware(app, limiter, queue_timeout), timeout
             )
         )
     )
+    return ConnectionMiddleware(layers, stopping)

@@ -16,7 +16,8 @@ from ._settings import ServerSettings
 
 
 def hypercorn_config(settings: ServerSettings) -> Config:
-    """Hypercorn's configuration for ``settings``: bind address and grace period.
+    """Hypercorn's configuration for ``settings``: bind address, grace period and
+    keep-alive timeout.
 
     Hypercorn's own access log is off (the app logs one line per request itself).
     """
@@ -26,6 +27,7 @@ def hypercorn_config(settings: ServerSettings) -> Config:
         host = f"[{host}]"  # an IPv6 address
     config.bind = [f"{host}:{settings.port}"]
     config.graceful_timeout = settings.shutdown_grace_period
+    config.keep_alive_timeout = settings.keep_alive_timeout
     config.accesslog = None
     # Hypercorn's messages go through the standard library, so the renderer set up
     # by `configure_logging` formats them like the server's own lines.
@@ -48,11 +50,20 @@ async def serve_forever(
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until ``shutdown_trigger`` returns, then stop accepting connections and
-    give in-flight requests ``settings.shutdown_grace_period`` seconds to finish."""
+    give in-flight requests ``settings.shutdown_grace_period`` seconds to finish.
+
+    Idle connections are closed at once; responses sent during the grace period
+    carry ``Connection: close`` and close theirs.
+    """
     app = create_app(settings)
+
+    async def stop_when_triggered() -> None:
+        await shutdown_trigger()
+        app.state.shutting_down = True
+
     await serve(
         app,
         hypercorn_config(settings),
-        shutdown_trigger=shutdown_trigger,
+        shutdown_trigger=stop_when_triggered,
         task_status=task_status,
     )

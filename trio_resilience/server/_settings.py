@@ -68,6 +68,12 @@ class ServerSettings(BaseModel):
     shutdown_grace_period: float = Field(
         10.0, ge=0, le=3600, description="Seconds in-flight requests get at shutdown."
     )
+    keep_alive_timeout: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="Seconds an idle keep-alive connection is kept open.",
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -28,6 +28,9 @@ class ServerState:
     started_at: float = 0.0
     job_queue: JobQueue | None = None
     """The running job queue; set by the app while it serves."""
+    shutting_down: bool = False
+    """Set once the server has been told to stop: from then on every response
+    carries ``Connection: close`` and ends its connection."""
 
     def __attrs_post_init__(self) -> None:
         self.messages = SingleFlight(self.new_cache())

@@ -11,6 +11,9 @@ import trio
 from .._service import open_service_nursery
 from ..server import ServerSettings, serve_forever
 
+SHUTDOWN_MARGIN = 1.0
+"""Seconds past the grace period the server gets to stop before it is cancelled."""
+
 
 @asynccontextmanager
 async def serve_in_background(
@@ -20,18 +23,23 @@ async def serve_in_background(
 
     The server binds ``settings.host`` (default 127.0.0.1) on a port the system
     picks, whatever ``settings.port`` says, and the URL is yielded only once it
-    accepts connections. Leaving the block shuts the server down gracefully (in-flight
-    requests get ``settings.shutdown_grace_period``) and waits until it has stopped:
-    no task is left behind. Errors raised in the block propagate unchanged.
+    accepts connections. Leaving the block shuts the server down gracefully: it
+    stops accepting connections, closes idle ones, and in-flight requests get
+    ``settings.shutdown_grace_period`` seconds to finish; only a server still
+    running a second after that is cancelled. The block exits once the server has
+    stopped: no task is left behind. Errors raised in the block propagate unchanged
+    (if the server failed too, its error is attached, as `open_service_nursery`
+    does).
     """
     settings = ServerSettings() if settings is None else settings
     settings = settings.model_copy(update={"port": 0})
     stop = trio.Event()
-    async with open_service_nursery() as nursery:
+    drain_for = settings.shutdown_grace_period + SHUTDOWN_MARGIN
+    async with open_service_nursery(drain_for=drain_for) as nursery:
         binds: list[str] = await nursery.start(
             partial(serve_forever, settings, shutdown_trigger=stop.wait)
         )
         try:
             yield binds[0]
         finally:
-            stop.set()
+            stop.set()  # the server drains; it is cancelled only if it overstays

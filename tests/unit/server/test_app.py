@@ -309,7 +309,7 @@ async def test_request_id_and_process_time_headers(
 
 
 async def test_one_log_line_per_request(autojump_clock: trio.testing.MockClock) -> None:
-    """Each request logs method, path, status, duration_ms and request id."""
+    """Each request logs method, path, status, outcome, duration_ms and request id."""
     async with client_for() as client:
         with capture_logs() as logs:
             await client.get("/msg?delay=125", headers={"X-Request-ID": "log-me"})
@@ -323,6 +323,7 @@ async def test_one_log_line_per_request(autojump_clock: trio.testing.MockClock) 
             "method": "GET",
             "path": "/msg",
             "status": 200,
+            "outcome": "ok",
             "duration_ms": 125.0,
             "request_id": "log-me",
         },
@@ -333,10 +334,92 @@ async def test_one_log_line_per_request(autojump_clock: trio.testing.MockClock) 
             "method": "GET",
             "path": "/nope",
             "status": 404,
+            "outcome": "ok",
             "duration_ms": 0.0,
             "request_id": requests[1]["request_id"],
         },
     ]
+
+
+async def test_log_lines_name_the_outcome(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The request line's outcome says what ended it: timeout (504), shed (503) or
+    error (500); a complete response, whatever its status, is ok."""
+    app = create_app(ServerSettings(request_timeout=1, max_concurrency=1))
+
+    @app.get("/boom")
+    async def boom() -> str:
+        raise RuntimeError("bug")
+
+    async with app.test_app():
+        client = app.test_client()
+        with capture_logs() as logs:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(client.get, "/msg?delay=5000")
+                await trio.testing.wait_all_tasks_blocked()
+                await client.get("/msg")  # no slot within the request's 1 s
+            await client.get("/boom")
+            await client.post("/fail/count/1")
+            await client.get("/msg")
+    lines = [(e["path"], e["status"], e["outcome"]) for e in logs if "outcome" in e]
+    assert lines == [
+        ("/msg", 503, "shed"),
+        ("/msg", 504, "timeout"),
+        ("/boom", 500, "error"),
+        ("/fail/count/1", 200, "ok"),
+        ("/msg", 500, "ok"),
+    ]
+
+
+@pytest.mark.parametrize(("http_version", "closes"), [("1.1", True), ("2", False)])
+async def test_answer_before_the_body_closes_http1_connections(
+    autojump_clock: trio.testing.MockClock, http_version: str, closes: bool
+) -> None:
+    """A response sent before the request body arrived carries Connection: close
+    over HTTP/1 (HTTP/2 has no such header and needs none)."""
+    app = create_app()
+    scope = {
+        "type": "http",
+        "http_version": http_version,
+        "method": "PATCH",
+        "scheme": "http",
+        "path": "/api/v1/items",
+        "raw_path": b"/api/v1/items",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"test"), (b"content-length", b"2")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 2),
+        "extensions": {},
+        "state": {},
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def body_never_comes() -> dict[str, Any]:
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async with app.test_app():
+        await app(scope, body_never_comes, send)  # type: ignore[arg-type]
+    assert sent[0]["status"] == 405
+    assert ((b"connection", b"close") in sent[0]["headers"]) is closes
+
+
+async def test_every_response_closes_its_connection_while_stopping(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Once the server is shutting down, responses carry Connection: close."""
+    app = create_app()
+    async with app.test_app():
+        client = app.test_client()
+        assert "Connection" not in (await client.get("/health")).headers
+        app.state.shutting_down = True
+        assert (await client.get("/health")).headers["Connection"] == "close"
+        assert (await client.get("/msg")).headers["Connection"] == "close"
 
 
 async def test_unexpected_errors_are_a_json_500_and_logged(

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from trio_resilience.server import ServerSettings
+from trio_resilience.server import ServerSettings, hypercorn_config
 
 
 def test_defaults() -> None:
@@ -24,6 +24,8 @@ def test_defaults() -> None:
     assert settings.enable_docs is True
     assert settings.cors_enabled is False
     assert settings.cors_origins == ()
+    assert settings.shutdown_grace_period == 10
+    assert settings.keep_alive_timeout == 5
 
 
 def test_constructor_ignores_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -66,6 +68,8 @@ def test_missing_env_file_is_fine(tmp_path: Path) -> None:
         ("cache_ttl_seconds", -1),
         ("log_level", "LOUD"),
         ("log_format", "xml"),
+        ("keep_alive_timeout", 0),
+        ("keep_alive_timeout", 3601),
     ],
 )
 def test_invalid_values(field: str, value: object) -> None:
@@ -85,3 +89,15 @@ def test_frozen() -> None:
     settings = ServerSettings()
     with pytest.raises(ValidationError):
         settings.port = 1  # type: ignore[misc]
+
+
+def test_keep_alive_timeout_from_the_environment_reaches_hypercorn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SERVER_KEEP_ALIVE_TIMEOUT sets Hypercorn's keep_alive_timeout; the grace
+    period sets its graceful_timeout."""
+    monkeypatch.setenv("SERVER_KEEP_ALIVE_TIMEOUT", "0.75")
+    monkeypatch.setenv("SERVER_SHUTDOWN_GRACE_PERIOD", "2")
+    config = hypercorn_config(ServerSettings.from_env(env_file=None))
+    assert config.keep_alive_timeout == 0.75
+    assert config.graceful_timeout == 2

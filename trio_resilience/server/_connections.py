@@ -1,0 +1,128 @@
+"""Where a request meets its connection: the exchange's progress and how it ends.
+
+`ConnectionMiddleware` is the outermost layer. It records each exchange's progress in
+an `Exchange` (put in the scope for the layers below) and makes every response leave
+its connection as HTTP says: closed after ``Connection: close``, HTTP/1.0 or an
+unread request body, closed during shutdown, otherwise kept alive until Hypercorn's
+``keep_alive_timeout``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import trio
+
+from ._asgi import EXCHANGE_KEY, ASGIApp, Message, Receive, Scope, Send
+
+CLOSE = (b"connection", b"close")
+_HTTP1 = frozenset({"1.0", "1.1"})
+
+
+def _never() -> bool:
+    return False
+
+
+class Exchange:
+    """How far one request and its response got, read off the ASGI messages.
+
+    ``receive`` and ``send`` wrap the server's callables; every layer below the
+    outermost one uses them (through the scope, under `EXCHANGE_KEY`), so each layer
+    sees the same progress without wrapping the callables again. ``outcome`` is set
+    by whatever ends the request other than its route ("timeout", "shed", "error",
+    "cancelled"; see `RequestLoggingMiddleware`); None otherwise.
+    """
+
+    __slots__ = (
+        "_http1",
+        "_receive",
+        "_send",
+        "_stopping",
+        "body_pending",
+        "client_gone",
+        "finished",
+        "outcome",
+        "started",
+        "status",
+    )
+
+    def __init__(
+        self, scope: Scope, receive: Receive, send: Send, stopping: Callable[[], bool]
+    ) -> None:
+        self._receive = receive
+        self._send = send
+        self._stopping = stopping
+        # HTTP/2 and 3 have no Connection header (h2 refuses to send one); their
+        # streams end on their own, and Hypercorn ends the connection at shutdown.
+        self._http1 = scope.get("http_version") in _HTTP1
+        self.body_pending = _announces_body(scope)
+        """The request has a body that has not been received in full yet."""
+        self.client_gone = False
+        """The client hung up before the response was complete."""
+        self.started = False
+        self.finished = False
+        self.status = 0
+        self.outcome: str | None = None
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        kind = message["type"]
+        if kind == "http.request":
+            if not message.get("more_body", False):
+                self.body_pending = False
+        elif kind == "http.disconnect" and not self.finished:
+            self.client_gone = True
+        return message
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.started = True
+            self.status = message["status"]
+            if self._http1 and (self.body_pending or self._stopping()):
+                # An unread body would be taken for the next request; a stopping
+                # server keeps no connection. Either way the client must know.
+                message["headers"] = [*message.get("headers", ()), CLOSE]
+        elif kind == "http.response.body" and not message.get("more_body", False):
+            self.finished = True
+            # Hypercorn runs the connection's end of the exchange (recycle it for
+            # the next request or close it, start its idle timer) inside this call,
+            # and delivers ``http.disconnect`` on the way; Quart-Trio cancels the
+            # app when it sees that. Cancelled here, the connection would be left
+            # open forever (hypercorn issue 106), so this call is not cancellable.
+            with trio.CancelScope(shield=True):
+                await self._send(message)
+            return
+        await self._send(message)
+
+
+def _announces_body(scope: Scope) -> bool:
+    for key, value in scope.get("headers", ()):
+        name = key.lower()
+        if name == b"transfer-encoding" or (
+            name == b"content-length" and value.strip() != b"0"
+        ):
+            return True
+    return False
+
+
+class ConnectionMiddleware:
+    """The outermost layer: one `Exchange` per request, ending as HTTP says.
+
+    ``stopping()`` tells whether the server has been told to shut down; responses
+    started after that carry ``Connection: close`` and end their connection, as do
+    responses sent before the request body was read (instead of leaving a
+    connection whose next bytes are the rest of an old body).
+    """
+
+    def __init__(
+        self, app: ASGIApp, stopping: Callable[[], bool] | None = None
+    ) -> None:
+        self.app = app
+        self.stopping = _never if stopping is None else stopping
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        exchange = scope[EXCHANGE_KEY] = Exchange(scope, receive, send, self.stopping)
+        return await self.app(scope, exchange.receive, exchange.send)
