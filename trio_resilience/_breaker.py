@@ -119,7 +119,10 @@ class CircuitBreaker(RunBound):
 
     Which exceptions count as failures is set by ``expected_exception`` (a type, a
     tuple of types or a predicate; default `Exception`); other exceptions count as
-    successes, since the dependency did answer. Cancellation never counts. The breaker
+    successes, since the dependency did answer. ``ignored_exception`` (same forms;
+    default none) names exceptions that count as neither, for calls that never
+    reached the dependency (a request that could not be built, say); a probe that
+    ends so frees its slot and decides nothing. Cancellation never counts. The breaker
     is not a retry policy and not a rate limiter: it only decides whether a call may
     start. ``on_state_change(old, new)`` is called on every transition.
 
@@ -138,8 +141,10 @@ class CircuitBreaker(RunBound):
     name: str | None = attrs.field(default=None, kw_only=True)
     on_state_change: StateChangeHook | None = attrs.field(default=None, kw_only=True)
     half_open_probe_timeout: float | None = attrs.field(default=None, kw_only=True)
+    ignored_exception: ExceptionSpec | None = attrs.field(default=None, kw_only=True)
 
     _counts: Callable[[BaseException], bool] = attrs.field(init=False)
+    _ignores: Callable[[BaseException], bool] | None = attrs.field(init=False)
     # The run the state below belongs to (see _runbound.py).
     _run: trio.lowlevel.TrioToken | None = attrs.field(init=False, default=None)
     # The state as a plain attribute for the hot path, mirrored into an AsyncValue
@@ -172,6 +177,11 @@ class CircuitBreaker(RunBound):
         if self.on_state_change is not None and not callable(self.on_state_change):
             raise TypeError("on_state_change must be callable or None")
         self._counts = make_matcher(self.expected_exception, name="expected_exception")
+        self._ignores = None
+        if self.ignored_exception is not None:
+            self._ignores = make_matcher(
+                self.ignored_exception, name="ignored_exception"
+            )
         self._observable = AsyncValue(CircuitState.CLOSED)
 
     def _start_run(self) -> None:
@@ -351,7 +361,7 @@ class CircuitBreaker(RunBound):
                 return
         if exc is None:
             self._record_success()
-        elif is_cancellation(exc):
+        elif is_cancellation(exc) or (self._ignores is not None and self._ignores(exc)):
             return
         elif self._counts(exc):
             self._record_failure()
@@ -470,9 +480,9 @@ class CircuitBreakerTicket:
         """Record the call's outcome: None for a success, else what it raised.
 
         Which exceptions count as failures is the breaker's ``expected_exception``;
-        cancellation counts as nothing. A probe settled at or after its `deadline`
-        counts as nothing either (its slot is already free), nor does a ticket from
-        another `trio.run`. Settling twice raises `RuntimeError`.
+        cancellation and ``ignored_exception`` count as nothing. A probe settled at
+        or after its `deadline` counts as nothing either (its slot is already free),
+        nor does a ticket from another `trio.run`. Settling twice raises `RuntimeError`.
         """
         if self._settled:
             raise RuntimeError("this CircuitBreakerTicket is already settled")

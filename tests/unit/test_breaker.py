@@ -812,3 +812,26 @@ async def test_closed_call_has_no_deadline(autojump_clock: object) -> None:
     assert not ticket.is_probe
     assert ticket.deadline == math.inf
     ticket.settle()
+
+
+async def test_ignored_exception_counts_as_neither(autojump_clock: object) -> None:
+    """An ignored exception changes no counter and a probe ending so decides nothing."""
+    breaker = CircuitBreaker(
+        failure_threshold=1, recovery_timeout=5, ignored_exception=KeyError
+    )
+    breaker.admit_nowait().settle(KeyError("not sent"))
+    assert breaker.state is CLOSED
+    stats = breaker.statistics()
+    assert (stats.total_successes, stats.total_failures) == (0, 0)
+    breaker.admit_nowait().settle(Boom())
+    await trio.sleep(5)
+    breaker.admit_nowait().settle(KeyError("not sent"))
+    assert breaker.state is HALF_OPEN
+    breaker.admit_nowait().settle()  # the slot was freed: a new probe decides
+    assert breaker.state is CLOSED
+
+
+def test_ignored_exception_is_validated() -> None:
+    """ignored_exception takes the same forms as expected_exception."""
+    with pytest.raises(TypeError, match=r"^ignored_exception must be an exception"):
+        CircuitBreaker(ignored_exception=42)  # type: ignore[arg-type]

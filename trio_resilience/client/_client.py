@@ -40,6 +40,7 @@ from .errors import (
     error_for_response,
     is_retryable,
     is_service_failure,
+    is_usage_error,
     map_httpx_exceptions,
     retry_after_hint,
 )
@@ -98,6 +99,7 @@ class ResilientClient:
             half_open_max_calls=config.circuit_breaker.half_open_max_calls,
             half_open_probe_timeout=config.circuit_breaker.half_open_probe_timeout,
             expected_exception=is_service_failure,
+            ignored_exception=is_usage_error,
             on_state_change=on_circuit_state_change,
         )
         self._bulkhead = trio.CapacityLimiter(config.bulkhead.max_concurrency)

@@ -288,6 +288,11 @@ def is_service_failure(exc: BaseException) -> bool:
     )
 
 
+def is_usage_error(exc: BaseException) -> bool:
+    """Ignored by the circuit breaker: the request never reached the service."""
+    return isinstance(exc, ClientUsageError)
+
+
 def retry_after_hint(exc: BaseException) -> float | None:
     """The delay a 429 or 503 asked for, if any."""
     return exc.retry_after if isinstance(exc, APIError) else None

@@ -378,6 +378,28 @@ async def test_half_open_probe_timeout_reaches_the_breaker(
         assert client.breaker.state is CircuitState.CLOSED
 
 
+async def test_usage_error_in_a_probe_leaves_the_circuit_half_open(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A request h11 refuses never reached the service: the probe decides nothing."""
+    script = Script(500, 200)
+    cfg = config(
+        retry=RetryConfig(max_attempts=1),
+        circuit_breaker=CircuitBreakerConfig(failure_threshold=1, recovery_timeout=5),
+    )
+    async with ResilientClient(cfg, transport=script.transport) as client:
+        with pytest.raises(ServerError):
+            await client.get("/x")
+        await trio.sleep(5)
+        script.outcomes = [httpx.LocalProtocolError("bad header")]
+        with pytest.raises(ClientUsageError):
+            await client.get("/x")
+        assert client.breaker.state is CircuitState.HALF_OPEN
+        script.outcomes = [200]
+        assert (await client.get("/x")).status_code == 200
+        assert client.breaker.state is CircuitState.CLOSED
+
+
 async def test_client_errors_do_not_trip_the_breaker(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
