@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar, cast
@@ -13,6 +15,22 @@ from .._validation import check_int, check_number
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+
+
+def fingerprint(value: object) -> str:
+    """A digest of a JSON value that ignores key order and spacing.
+
+    Stored beside an idempotency key, it tells a true retry (the same request again)
+    from a reuse of the key for a different request, which must be refused.
+    """
+    canonical = json.dumps(
+        value,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 @attrs.frozen
