@@ -20,7 +20,8 @@ fmt:
     ruff check --fix trio_resilience tests benchmarks examples
 
 # Every benchmark with its baseline; writes benchmarks/results/latest.{json,md,png}.
-# `just bench --quick` finishes in under two minutes. Needs the `bench` extra.
+# `just bench --quick` finishes in under two minutes and writes quick.{json,md,png}
+# there instead, leaving the committed latest.* alone. Needs the `bench` extra.
 bench *args:
     python benchmarks/run.py {{args}}
 

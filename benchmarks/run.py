@@ -11,7 +11,12 @@ process with ``--json``; this runner shows progress, then writes to ``--out``
 * ``latest.json``: the machine, every benchmark's figures with units, and ``ratios``
   (ours divided by the baseline, higher is better);
 * ``latest.md``: the same as Markdown tables;
-* ``latest.png``: one chart per benchmark, each subject next to its baseline.
+* ``latest.png``: one chart per benchmark, each subject next to its baseline;
+* ``NAME.txt``: what each benchmark script printed.
+
+Those are the committed results of a full run. A ``--quick`` run writes
+``quick.json``, ``quick.md``, ``quick.png`` and ``quick-NAME.txt`` instead, so it
+never replaces them.
 """
 
 from __future__ import annotations
@@ -63,6 +68,18 @@ TARGETS = {
     "client_vs_httpx_c50": 0.9,
     "jobs_vs_channel_floor": 0.5,
 }
+
+
+def report_paths(out: Path, quick: bool) -> dict[str, Path]:
+    """Where a run writes its report, by suffix: ``latest.*`` for a full run (the
+    committed results), ``quick.*`` for a quick one."""
+    stem = "quick" if quick else "latest"
+    return {suffix: out / f"{stem}.{suffix}" for suffix in ("json", "md", "png")}
+
+
+def output_path(out: Path, name: str, quick: bool) -> Path:
+    """Where benchmark ``name``'s printed output goes (``quick-NAME.txt`` if quick)."""
+    return out / (f"quick-{name}.txt" if quick else f"{name}.txt")
 
 
 def machine() -> dict[str, Any]:
@@ -197,36 +214,47 @@ def run(names: list[str], quick: bool, out: Path) -> dict[str, Any]:
         overall = progress.add_task("benchmarks", total=len(names))
         for name in names:
             progress.update(overall, description=f"running {name}")
-            target = Path(tmp) / f"{name}.json"
-            command = [
-                sys.executable,
-                str(HERE / BENCHMARKS[name]),
-                "--json",
-                str(target),
-            ]
-            if quick:
-                command.append("--quick")
             started = time.monotonic()
-            completed = subprocess.run(
-                command, cwd=HERE.parent, capture_output=True, text=True, check=False
-            )
-            (out / f"{name}.txt").write_text(completed.stdout + completed.stderr)
-            if completed.returncode != 0:
+            completed, document = run_one(name, quick, out, Path(tmp))
+            if document is None:
                 progress.stop()
                 console.print(completed.stdout[-3000:], completed.stderr[-3000:])
                 raise SystemExit(f"benchmark {name} failed ({completed.returncode})")
-            results[name] = json.loads(target.read_text())
+            results[name] = document
             progress.console.print(
                 f"  {name}: done in {time.monotonic() - started:.0f} s "
-                f"(output in {out.name}/{name}.txt)"
+                f"(output in {out.name}/{output_path(out, name, quick).name})"
             )
             progress.advance(overall)
     return results
 
 
+def run_one(
+    name: str, quick: bool, out: Path, tmp: Path
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any] | None]:
+    """Run benchmark ``name`` in its own process, its printed output kept in
+    `output_path`; its JSON document, or None if it failed."""
+    target = tmp / f"{name}.json"
+    command = [sys.executable, str(HERE / BENCHMARKS[name]), "--json", str(target)]
+    if quick:
+        command.append("--quick")
+    completed = subprocess.run(
+        command, cwd=HERE.parent, capture_output=True, text=True, check=False
+    )
+    output_path(out, name, quick).write_text(completed.stdout + completed.stderr)
+    if completed.returncode != 0:
+        return completed, None
+    document: dict[str, Any] = json.loads(target.read_text())
+    return completed, document
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="short runs (< 2 min)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="short runs (< 2 min), written to quick.* (latest.* is left alone)",
+    )
     parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), metavar="NAME")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
@@ -242,9 +270,10 @@ def main(argv: list[str] | None = None) -> int:
         "ratios": collect_ratios(results),
         "benchmarks": results,
     }
-    (args.out / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / "latest.md").write_text(markdown(report))
-    chart(report, args.out / "latest.png")
+    paths = report_paths(args.out, args.quick)
+    paths["json"].write_text(json.dumps(report, indent=2) + "\n")
+    paths["md"].write_text(markdown(report))
+    chart(report, paths["png"])
     print()
     for name, value in report["ratios"].items():
         target = TARGETS.get(name)
@@ -252,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
             "" if target is None else ("  ok" if value >= target else "  below target")
         )
         print(f"{name:<34} {value:6.3f}{verdict}")
-    print(f"\nwrote {args.out}/latest.json, latest.md, latest.png")
+    print(f"\nwrote {', '.join(str(path) for path in paths.values())}")
     return 0
 
 

@@ -7,6 +7,7 @@ failures; anything it does not know keeps its traceback.
 
 from __future__ import annotations
 
+import difflib
 import errno
 import socket
 from collections.abc import Callable, Iterator
@@ -89,6 +90,28 @@ def settings_problem(env_file: Path | None) -> Explain:
         return None
 
     return explain
+
+
+def unknown_setting_warnings(env_file: Path | None) -> list[str]:
+    """One ``Warning: ...`` line per ``SERVER_*`` key that no setting reads.
+
+    Each line names the key, where it was found and, if one is close, the setting
+    it was probably meant for (a typo such as ``SERVER_MAX_CONCURENCY``). Start-up
+    goes on: a ``SERVER_*`` variable may belong to another program sharing the
+    environment or the ``.env`` file, so refusing to start would be wrong there.
+    """
+    known = list(ServerSettings.model_fields)
+    lines = []
+    for key, where in ServerSettings.unknown_env_keys(env_file=env_file):
+        place = (
+            "the environment" if where == "environment" else f"env file '{env_file}'"
+        )
+        line = f"Warning: unknown setting {key} in {place} ignored"
+        close = difflib.get_close_matches(key[len("SERVER_") :].lower(), known, n=1)
+        if close:
+            line += f"; did you mean SERVER_{close[0].upper()}?"
+        lines.append(line)
+    return lines
 
 
 def log_file_problem(log_file: Path | None) -> Explain:

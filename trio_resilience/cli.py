@@ -20,6 +20,7 @@ from ._startup import (
     log_file_problem,
     settings_problem,
     startup_step,
+    unknown_setting_warnings,
 )
 from .server import ServerSettings, configure_logging, hypercorn_config, serve_forever
 
@@ -29,14 +30,18 @@ _FORMATS = click.Choice(["json", "console"], case_sensitive=False)
 
 def _load(env_file: Path | None, **overrides: Any) -> ServerSettings:
     """Settings from the environment and flags; a bad value or an unreadable env
-    file stops start-up with a one-line reason (exit 2)."""
+    file stops start-up with a one-line reason (exit 2). An unknown ``SERVER_*``
+    key gets a one-line warning on stderr, and start-up goes on."""
     with startup_step(settings_problem(env_file)):
         if env_file is not None and env_file.is_dir():
             # pydantic-settings would skip a directory silently.
             raise IsADirectoryError(
                 errno.EISDIR, os.strerror(errno.EISDIR), str(env_file)
             )
-        return ServerSettings.from_env(env_file=env_file, **overrides)
+        settings = ServerSettings.from_env(env_file=env_file, **overrides)
+    for line in unknown_setting_warnings(env_file):
+        click.echo(line, err=True)
+    return settings
 
 
 _env_file_option = click.option(
@@ -54,7 +59,8 @@ def main() -> None:
     """trio_resilience: a fault-injection test server for HTTP clients, on Trio.
 
     Every setting also comes from a SERVER_* environment variable or a .env file;
-    flags win over both.
+    flags win over both. An empty optional setting (SERVER_JOB_TIMEOUT=) is unset;
+    an unknown SERVER_* key gets a warning on stderr naming the closest setting.
     """
 
 
@@ -122,10 +128,12 @@ def _serve_with_reloader(settings: ServerSettings) -> None:
 
     for name, value in settings.model_dump(mode="json").items():
         if value is None:
-            continue
+            value = ""  # unset, even where the default is not (see from_env)
         if isinstance(value, list):
             value = ",".join(value)
         os.environ[f"SERVER_{name.upper()}"] = str(value)
+    if settings.control_token is not None:  # the dump above masks it
+        os.environ["SERVER_CONTROL_TOKEN"] = settings.control_token.get_secret_value()
     config = hypercorn_config(settings)
     config.application_path = "trio_resilience.server:create_app_from_env()"
     config.worker_class = "trio"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import socket
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trio
 
 from .conftest import cli_server
 
@@ -147,3 +149,126 @@ async def test_sigint_while_serving_still_exits_0() -> None:
         assert await server.process.wait() == 0
     assert any('"shutdown requested"' in line for line in server.lines)
     assert not any("Traceback" in line for line in server.lines)
+
+
+def environment_without_settings(**extra: str) -> dict[str, str]:
+    """This process's environment without any SERVER_* variable, plus ``extra``."""
+    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("SERVER_")}
+    return {**clean, **extra}
+
+
+def run_clean_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m trio_resilience *args`` with no SERVER_* variable but ``env``."""
+    return subprocess.run(
+        [sys.executable, "-m", "trio_resilience", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=environment_without_settings(**(env or {})),
+        timeout=60,
+        check=False,
+    )
+
+
+TYPO_IN_ENV_FILE = (
+    "Warning: unknown setting SERVER_MAX_CONCURENCY in env file '.env' ignored; "
+    "did you mean SERVER_MAX_CONCURRENCY?"
+)
+TYPO_IN_ENVIRONMENT = (
+    "Warning: unknown setting SERVER_LOG_LEVL in the environment ignored; "
+    "did you mean SERVER_LOG_LEVEL?"
+)
+
+
+def test_config_info_warns_about_a_typo_in_the_env_file(tmp_path: Path) -> None:
+    """An unknown SERVER_* key in .env is one warning line naming the key and the
+    closest setting; config-info still prints the configuration and exits 0."""
+    (tmp_path / ".env").write_text("SERVER_MAX_CONCURENCY=3\nOTHER_TOOL_KEY=1\n")
+    result = run_clean_cli("config-info", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [TYPO_IN_ENV_FILE]
+    assert json.loads(result.stdout)["max_concurrency"] == 50
+
+
+def test_config_info_warns_about_a_typo_in_the_environment(tmp_path: Path) -> None:
+    """An unknown SERVER_* variable is one warning line; one without a close match
+    is named alone."""
+    result = run_clean_cli(
+        "config-info",
+        cwd=tmp_path,
+        env={"SERVER_LOG_LEVL": "debug", "SERVER_ZQXJ": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stderr.splitlines()) == [
+        TYPO_IN_ENVIRONMENT,
+        "Warning: unknown setting SERVER_ZQXJ in the environment ignored",
+    ]
+    assert json.loads(result.stdout)["log_level"] == "INFO"
+
+
+def test_config_info_is_silent_without_unknown_keys(tmp_path: Path) -> None:
+    """Known keys, in any case, and other prefixes draw no warning."""
+    (tmp_path / ".env").write_text("server_port=9000\nOTHER_TOOL_KEY=1\n")
+    result = run_clean_cli("config-info", cwd=tmp_path, env={"Server_Host": "::1"})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert json.loads(result.stdout)["port"] == 9000
+
+
+def test_empty_optional_settings_in_the_env_file_are_unset(tmp_path: Path) -> None:
+    """``SERVER_JOB_TIMEOUT=`` and friends in .env mean unset, not an error."""
+    (tmp_path / ".env").write_text(
+        "SERVER_JOB_TIMEOUT=\nSERVER_QUEUE_TIMEOUT=\nSERVER_LOG_FILE=\n"
+    )
+    result = run_clean_cli("config-info", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    shown = json.loads(result.stdout)
+    assert (shown["job_timeout"], shown["queue_timeout"], shown["log_file"]) == (
+        None,
+        None,
+        None,
+    )
+
+
+async def test_serve_warns_about_unknown_keys_and_serves(tmp_path: Path) -> None:
+    """serve prints one warning per unknown key on stderr, then serves as usual
+    (and exits 0 on SIGTERM)."""
+    (tmp_path / ".env").write_text("SERVER_MAX_CONCURENCY=3\n")
+    out: list[str] = []
+    err: list[str] = []
+    async with trio.open_nursery() as nursery:
+        process = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "trio_resilience", "serve", "--port", "0"],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=environment_without_settings(SERVER_LOG_LEVL="debug"),
+        )
+        assert process.stdout is not None
+        assert process.stderr is not None
+        nursery.start_soon(collect_lines, process.stdout, out)
+        nursery.start_soon(collect_lines, process.stderr, err)
+        try:
+            with trio.fail_after(20):
+                while not any("Running on http://" in line for line in out):
+                    assert process.poll() is None, (out, err)
+                    await trio.sleep(0.02)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            with trio.fail_after(20):
+                await process.wait()
+    assert process.returncode == 0, err
+    assert sorted(err) == sorted([TYPO_IN_ENV_FILE, TYPO_IN_ENVIRONMENT])
+
+
+async def collect_lines(stream: trio.abc.ReceiveStream, lines: list[str]) -> None:
+    pending = b""
+    async for chunk in stream:
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        lines.extend(line.decode() for line in complete)
+    if pending:
+        lines.append(pending.decode())

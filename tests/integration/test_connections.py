@@ -20,8 +20,8 @@ from .conftest import cli_server
 from .test_server_http import wait_until_msg_in_flight
 
 # Raw requests; HTTP/1.1 keeps the connection alive unless told otherwise.
-HEALTH = b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n"
-SLOW = b"GET /msg?delay=%d HTTP/1.1\r\nHost: test\r\n\r\n"
+HEALTH = b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n"
+SLOW = b"GET /msg?delay=%d HTTP/1.1\r\nHost: localhost\r\n\r\n"
 
 
 @attrs.define
@@ -120,7 +120,7 @@ async def test_connection_close_request_is_followed_by_eof() -> None:
     """A response to `Connection: close` says so and EOF follows within 0.5 s."""
     async with serve_in_background() as base_url, connect(base_url) as conn:
         await conn.send(
-            b"GET /health HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+            b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
         )
         with trio.fail_after(5):
             response = await conn.response()
@@ -200,7 +200,7 @@ async def test_early_error_response_closes_the_connection() -> None:
     and the connection closes, instead of leaving it silent."""
     body = b'{"name": "late"}'
     patch = (
-        b"PATCH /api/v1/items HTTP/1.1\r\nHost: test\r\n"
+        b"PATCH /api/v1/items HTTP/1.1\r\nHost: localhost\r\n"
         b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
     )
     async with serve_in_background() as base_url, connect(base_url) as conn:

@@ -88,7 +88,7 @@ async def test_concurrent_posts_with_one_request_id_over_http() -> None:
     """10 POSTs with one X-Request-ID, bodies done at once: 1 created, 9 replays."""
     body = json.dumps({"type": "echo", "payload": {"n": 1}}).encode()
     head = (
-        "POST /api/v1/jobs HTTP/1.1\r\nHost: test\r\n"
+        "POST /api/v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         "Content-Type: application/json\r\nX-Request-ID: one-key\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode()

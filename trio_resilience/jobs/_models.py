@@ -8,6 +8,8 @@ from typing import Any
 import attrs
 import trio
 
+from ._json import json_size
+
 
 class JobStatus(enum.Enum):
     """Where a job is in its life: pending -> running -> one of the three ends."""
@@ -23,14 +25,37 @@ class JobStatus(enum.Enum):
         return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
+class ResultTooLargeError(ValueError):
+    """A job's results would take more than its queue's ``max_result_bytes`` as JSON.
+
+    Raised by `JobContext.add_result` (the result is not kept); a final result over
+    the limit fails its job with this error instead of being kept.
+    """
+
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"{what} would bring the job's results to {size} bytes of JSON; "
+            f"the limit is {limit}"
+        )
+
+
 @attrs.define(eq=False)
 class Job:
-    """One submitted job, updated by the queue as it runs (times are trio time)."""
+    """One submitted job, updated by the queue as it runs (times are trio time).
+
+    ``seq`` numbers a queue's jobs in submission order (1, 2, ...); paging uses it
+    as its cursor. ``payload_bytes`` and ``result_bytes`` are the JSON size of the
+    payload and of the results so far (intermediate and final): what the queue
+    counts against its byte limits.
+    """
 
     id: str
     type: str
     payload: dict[str, Any]
     key: str | None = None
+    seq: int = 0
     status: JobStatus = JobStatus.PENDING
     intermediate_results: list[Any] = attrs.field(factory=list)
     final_result: Any = None
@@ -39,9 +64,26 @@ class Job:
     created_at: float = 0.0
     started_at: float | None = None
     finished_at: float | None = None
+    payload_bytes: int = 0
+    result_bytes: int = 0
+    _fingerprint: str | None = attrs.field(default=None, repr=False)
+    _max_result_bytes: int | None = attrs.field(default=None, repr=False)
     _done: trio.Event = attrs.field(factory=trio.Event, repr=False)
     _scope: trio.CancelScope | None = attrs.field(default=None, repr=False)
     _cancel_requested: bool = attrs.field(default=False, repr=False)
+
+    @property
+    def size(self) -> int:
+        """The JSON bytes this job holds: payload and results."""
+        return self.payload_bytes + self.result_bytes
+
+    def _count_result(self, what: str, data: Any) -> int:
+        """The JSON size of a new result, checked against the job's limit."""
+        size = json_size(data, what)
+        limit = self._max_result_bytes
+        if limit is not None and self.result_bytes + size > limit:
+            raise ResultTooLargeError(what, self.result_bytes + size, limit)
+        return size
 
     def to_dict(self, *, clock_offset: float = 0.0) -> dict[str, Any]:
         """A JSON-ready view. Times are trio time plus ``clock_offset`` (the HTTP API
@@ -80,8 +122,18 @@ class JobContext:
         return self._job.attempt
 
     def add_result(self, data: Any) -> None:
-        """Publish an intermediate result; pollers see it at once."""
-        self._job.intermediate_results.append(data)
+        """Publish an intermediate result; pollers see it at once.
+
+        ``data`` must be valid JSON (no NaN or Infinity: `ValueError`), and the
+        job's results together may take at most the queue's ``max_result_bytes``
+        (`ResultTooLargeError`); a result refused either way is not kept.
+        """
+        job = self._job
+        if job.status is not JobStatus.RUNNING:
+            raise RuntimeError(f"job {job.id} is {job.status.value}: no more results")
+        size = job._count_result("intermediate result", data)
+        job.intermediate_results.append(data)
+        job.result_bytes += size
 
 
 @attrs.frozen(kw_only=True)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 import secrets
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from operator import attrgetter
 from typing import Any
 
 import attrs
@@ -15,8 +19,12 @@ import trio
 from .._exceptions import leaf_exceptions
 from .._service import ServiceLifetime, open_service_nursery
 from .._validation import check_int, check_number
+from ._json import json_size
 from ._models import Job, JobContext, JobStatus, Submission
-from ._registry import HandlerRegistry, default_registry
+from ._registry import HandlerRegistry, InvalidPayloadError, default_registry
+
+MIB = 1024 * 1024
+_seq_of = attrgetter("seq")
 
 
 def _describe(failures: Sequence[BaseException]) -> str:
@@ -56,7 +64,24 @@ def _split_escaping(
 
 
 class QueueFullError(Exception):
-    """``max_queued`` jobs are already waiting; try again later."""
+    """``max_queued`` jobs are already waiting (or their payloads already take
+    ``max_retained_bytes``); try again later."""
+
+
+class KeyReusedError(ValueError):
+    """An idempotency key already used for a different submission.
+
+    Raised by `JobQueue.submit_keyed` when the key's job was submitted with another
+    ``fingerprint``: replaying that job would answer a request it never saw.
+    """
+
+    def __init__(self, key: str, job_id: str) -> None:
+        self.key = key
+        self.job_id = job_id
+        super().__init__(
+            f"idempotency key {key!r} was already used for a different job "
+            f"({job_id}); a key replays only the same type and payload"
+        )
 
 
 class JobNotFoundError(KeyError):
@@ -68,10 +93,24 @@ class JobNotFoundError(KeyError):
 
 @attrs.frozen
 class JobQueueStatistics:
+    """Counts, and the JSON bytes held: ``retained_bytes`` by finished jobs (payload
+    and results), ``queued_bytes`` by the payloads of waiting jobs."""
+
     workers: int
     pending: int
     running: int
     retained: int
+    retained_bytes: int = 0
+    queued_bytes: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class JobPage:
+    """One page of `JobQueue.page`: the jobs, and the cursor of the next page
+    (pass it as ``after``), None on the last page."""
+
+    jobs: list[Job]
+    next_after: int | None
 
 
 class JobQueue(ServiceLifetime):
@@ -93,10 +132,20 @@ class JobQueue(ServiceLifetime):
     says so. Only `KeyboardInterrupt` and the cancellation of the queue itself leave
     the queue.
 
-    Finished jobs are kept for ``result_ttl`` seconds and at most ``max_retained`` of
-    them (oldest dropped first), so memory stays bounded. Leaving the block stops
-    intake, cancels jobs still waiting, gives running ones ``shutdown_grace`` seconds,
-    then cancels them: after exit no job is "running" and no task remains.
+    Memory stays bounded, counted in JSON bytes (payload, intermediate and final
+    results; see `Job.size`): finished jobs are kept for ``result_ttl`` seconds, at
+    most ``max_retained`` of them taking at most ``max_retained_bytes`` together
+    (oldest finished dropped first); the payloads of waiting jobs may take
+    ``max_retained_bytes`` too (`QueueFullError` beyond, unless none is waiting);
+    and one job's results together at most ``max_result_bytes``:
+    `JobContext.add_result` refuses more (`ResultTooLargeError`), and a final
+    result past it fails the job. A result that is not valid JSON (NaN, Infinity)
+    is refused the same way, so every job can be served as strict JSON. None
+    turns a byte limit off.
+
+    Leaving the block stops intake, cancels jobs still waiting, gives running ones
+    ``shutdown_grace`` seconds, then cancels them: after exit no job is "running"
+    and no task remains.
     """
 
     def __init__(
@@ -108,6 +157,8 @@ class JobQueue(ServiceLifetime):
         job_timeout: float | None = None,
         result_ttl: float = 3600.0,
         max_retained: int = 10_000,
+        max_retained_bytes: int | None = 32 * MIB,
+        max_result_bytes: int | None = 1 * MIB,
         shutdown_grace: float = 5.0,
     ) -> None:
         self._registry = default_registry if registry is None else registry
@@ -120,23 +171,55 @@ class JobQueue(ServiceLifetime):
         )
         self._result_ttl = check_number("result_ttl", result_ttl, above=0)
         self._max_retained = check_int("max_retained", max_retained, minimum=0)
+        self._max_retained_bytes = (
+            math.inf
+            if max_retained_bytes is None
+            else check_int("max_retained_bytes", max_retained_bytes, minimum=0)
+        )
+        self._max_result_bytes = (
+            None
+            if max_result_bytes is None
+            else check_int("max_result_bytes", max_result_bytes, minimum=0)
+        )
         self._grace = check_number("shutdown_grace", shutdown_grace, at_least=0)
         self._jobs: dict[str, Job] = {}
         self._keys: dict[str, str] = {}
         self._finished: OrderedDict[str, float] = OrderedDict()
+        # Every retained job in submission (seq) order, for paging by bisection;
+        # dropped jobs stay until the list is compacted (see _prune).
+        self._order: list[Job] = []
+        self._dropped = 0
+        self._seq = itertools.count(1)
+        self._retained_bytes = 0
+        self._queued_bytes = 0
         self._pending = 0
         self._running = 0
+        self._wall_offset: float | None = None
         self._send: trio.MemorySendChannel[Job] | None = None
 
     @property
     def registry(self) -> HandlerRegistry:
         return self._registry
 
+    @property
+    def wall_clock_offset(self) -> float:
+        """What to add to a job's (trio) times to get Unix times.
+
+        Taken once, when the queue is entered, so a job's times read the same on
+        every read (and keep their order and differences).
+        """
+        if self._wall_offset is None:
+            raise RuntimeError(
+                "JobQueue must be used inside 'async with JobQueue(...)'"
+            )
+        return self._wall_offset
+
     # -- lifetime -------------------------------------------------------------------
 
     @asynccontextmanager
     async def _run(self) -> AsyncIterator[None]:
         send, receive = trio.open_memory_channel[Job](math.inf)
+        self._wall_offset = time.time() - trio.current_time()
         async with open_service_nursery() as nursery:
             async with receive:
                 for _ in range(self._workers):
@@ -151,6 +234,7 @@ class JobQueue(ServiceLifetime):
                     if job.status is JobStatus.PENDING:
                         self._finish(job, JobStatus.CANCELLED, error="queue shut down")
                 self._pending = 0
+                self._queued_bytes = 0
                 running = [
                     j for j in self._jobs.values() if j.status is JobStatus.RUNNING
                 ]
@@ -166,6 +250,7 @@ class JobQueue(ServiceLifetime):
 
     async def _execute(self, job: Job) -> None:
         self._pending -= 1
+        self._queued_bytes -= job.payload_bytes
         self._running += 1
         job.status = JobStatus.RUNNING
         job.started_at = trio.current_time()
@@ -226,6 +311,12 @@ class JobQueue(ServiceLifetime):
             self._finish(job, JobStatus.FAILED, error=_describe(failures))
             return
         else:
+            try:
+                size = job._count_result("final result", result)
+            except ValueError as refused:  # not JSON, or too large: not kept
+                self._finish(job, JobStatus.FAILED, error=_describe([refused]))
+                return
+            job.result_bytes += size
             self._finish(job, JobStatus.COMPLETED, result=result)
             return
         if failures:
@@ -247,30 +338,41 @@ class JobQueue(ServiceLifetime):
         job.error = error
         job.finished_at = trio.current_time()
         self._finished[job.id] = job.finished_at
+        self._retained_bytes += job.size
         job._done.set()
-        if len(self._finished) > self._max_retained:
+        if self._over_limits():
             self._prune()
 
+    def _over_limits(self) -> bool:
+        return (
+            len(self._finished) > self._max_retained
+            or self._retained_bytes > self._max_retained_bytes
+        )
+
     def _prune(self) -> None:
+        """Drop finished jobs, oldest first, while over a limit or expired."""
         finished = self._finished
         if not finished:
             return
-        if len(finished) <= self._max_retained:
-            # The oldest finished job expires first; nothing to do before then.
-            oldest = next(iter(finished.values()))
-            if oldest + self._result_ttl > trio.current_time():
-                return
-        now = trio.current_time()
+        now: float | None = None
         while finished:
             job_id, finished_at = next(iter(finished.items()))
-            if len(finished) <= self._max_retained and (
-                finished_at + self._result_ttl > now
-            ):
-                break
+            if not self._over_limits():
+                # The oldest finished job expires first; nothing to do before then.
+                if now is None:
+                    now = trio.current_time()
+                if finished_at + self._result_ttl > now:
+                    break
             del finished[job_id]
             job = self._jobs.pop(job_id)
+            self._retained_bytes -= job.size
+            self._dropped += 1
             if job.key is not None and self._keys.get(job.key) == job_id:
                 del self._keys[job.key]
+        if self._dropped > 64 and self._dropped * 2 > len(self._order):
+            jobs = self._jobs
+            self._order = [job for job in self._order if job.id in jobs]
+            self._dropped = 0
 
     # -- the API --------------------------------------------------------------------
 
@@ -283,10 +385,12 @@ class JobQueue(ServiceLifetime):
     ) -> str:
         """Queue a job and return its id at once.
 
-        Raises `UnknownJobTypeError` (a `KeyError`) for an unregistered type and
-        `QueueFullError` when ``max_queued`` jobs are waiting. A ``key`` seen before
-        (while its job is retained) returns that job's id instead of a new job; to
-        learn which of the two happened, use `submit_keyed`.
+        Raises `UnknownJobTypeError` (a `KeyError`) for an unregistered type,
+        `InvalidPayloadError` (a `ValueError`) for a payload its type's model
+        refuses or that is not valid JSON, and `QueueFullError` when ``max_queued``
+        jobs are waiting. A ``key`` seen before (while its job is retained) returns
+        that job's id instead of a new job; to learn which of the two happened, use
+        `submit_keyed`.
         """
         return (await self.submit_keyed(job_type, payload, key=key)).job_id
 
@@ -296,6 +400,7 @@ class JobQueue(ServiceLifetime):
         payload: dict[str, Any] | None = None,
         *,
         key: str | None,
+        fingerprint: str | None = None,
     ) -> Submission:
         """`submit`, also telling whether this call created the job.
 
@@ -304,6 +409,11 @@ class JobQueue(ServiceLifetime):
         gets ``created=True`` and all get the same ``job_id``. (Checking `has_key`
         first and then calling `submit` is not atomic: `submit` yields.) With
         ``key=None`` every call creates a job.
+
+        ``fingerprint`` (any string that identifies the request, such as a digest of
+        type and payload) is stored with the key: a later call with the same key
+        and a different fingerprint raises `KeyReusedError` instead of replaying.
+        A call or a stored job without one is not compared.
         """
         await trio.lowlevel.checkpoint()
         if self._send is None:
@@ -311,22 +421,42 @@ class JobQueue(ServiceLifetime):
                 "JobQueue must be used inside 'async with JobQueue(...)'"
             )
         self._prune()
-        if key is not None and key in self._keys:
-            return Submission(job_id=self._keys[key], created=False)
-        self._registry.get(job_type)
+        if key is not None and (known := self._keys.get(key)) is not None:
+            stored = self._jobs[known]._fingerprint
+            if fingerprint is not None and stored is not None and fingerprint != stored:
+                raise KeyReusedError(key, known)
+            return Submission(job_id=known, created=False)
+        payload = self._registry.validate(job_type, {} if payload is None else payload)
+        try:
+            size = json_size(payload, "payload")
+        except ValueError as error:
+            problem = {"loc": (), "msg": str(error), "type": "json_invalid"}
+            raise InvalidPayloadError(job_type, [problem]) from error
         if self._pending >= self._max_queued:
             raise QueueFullError(f"{self._pending} jobs are already waiting")
+        if self._queued_bytes and self._queued_bytes + size > self._max_retained_bytes:
+            raise QueueFullError(
+                f"the payloads of the {self._pending} jobs waiting take "
+                f"{self._queued_bytes} bytes; with this one they would pass "
+                f"max_retained_bytes ({self._max_retained_bytes})"
+            )
         job = Job(
             id=secrets.token_hex(16),
             type=job_type,
-            payload={} if payload is None else payload,
+            payload=payload,
             key=key,
+            seq=next(self._seq),
             created_at=trio.current_time(),
+            payload_bytes=size,
+            fingerprint=fingerprint,
+            max_result_bytes=self._max_result_bytes,
         )
         self._jobs[job.id] = job
+        self._order.append(job)
         if key is not None:
             self._keys[key] = job.id
         self._pending += 1
+        self._queued_bytes += size
         self._send.send_nowait(job)
         return Submission(job_id=job.id, created=True)
 
@@ -357,6 +487,7 @@ class JobQueue(ServiceLifetime):
         job = self.get(job_id)
         if job.status is JobStatus.PENDING:
             self._pending -= 1
+            self._queued_bytes -= job.payload_bytes
             self._finish(job, JobStatus.CANCELLED, error="cancelled")
         elif job.status is JobStatus.RUNNING and job._scope is not None:
             job._cancel_requested = True
@@ -364,10 +495,43 @@ class JobQueue(ServiceLifetime):
         return job
 
     def list(self, status: JobStatus | None = None) -> list[Job]:
-        """Retained jobs in submission order, optionally only those in ``status``."""
+        """Retained jobs in submission order, optionally only those in ``status``.
+
+        Every one of them: to serve them a page at a time, use `page`.
+        """
         self._prune()
         jobs = self._jobs.values()
         return [job for job in jobs if status is None or job.status is status]
+
+    def page(
+        self,
+        *,
+        after: int | None = None,
+        limit: int = 100,
+        status: JobStatus | None = None,
+    ) -> JobPage:
+        """At most ``limit`` retained jobs in submission order, those submitted
+        after the job whose ``seq`` is ``after`` (from the start if None),
+        optionally only those in ``status``.
+
+        The cursor keeps its meaning while jobs come and go, and finding the start
+        of a page costs a bisection, not a walk over the jobs before it.
+        """
+        limit = check_int("limit", limit, minimum=1)
+        if after is not None:
+            after = check_int("after", after, minimum=0)
+        self._prune()
+        order, jobs = self._order, self._jobs
+        start = 0 if after is None else bisect.bisect_right(order, after, key=_seq_of)
+        found: list[Job] = []
+        for index in range(start, len(order)):
+            job = order[index]
+            if job.id not in jobs or (status is not None and job.status is not status):
+                continue
+            if len(found) == limit:
+                return JobPage(jobs=found, next_after=found[-1].seq)
+            found.append(job)
+        return JobPage(jobs=found, next_after=None)
 
     def statistics(self) -> JobQueueStatistics:
         return JobQueueStatistics(
@@ -375,4 +539,6 @@ class JobQueue(ServiceLifetime):
             pending=self._pending,
             running=self._running,
             retained=len(self._jobs),
+            retained_bytes=self._retained_bytes,
+            queued_bytes=self._queued_bytes,
         )

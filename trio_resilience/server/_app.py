@@ -8,17 +8,17 @@ import trio
 from pydantic import ValidationError
 from quart import Response, request
 from quart_cors import cors
-from quart_schema import Info, QuartSchema, RequestSchemaValidationError
-from werkzeug.exceptions import HTTPException
+from quart_schema import RequestSchemaValidationError
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from .._version import __version__
 from ..jobs import JobQueue
 from ._asgi import EXCHANGE_KEY, REQUEST_ID_KEY
 from ._connections import Exchange
+from ._docs import init_docs
 from ._logging import configure_logging, get_logger
 from ._middleware import wrap
 from ._resources import ResourceStore
-from ._responses import validation_detail
+from ._responses import json_response, validation_detail
 from ._routes import crud, faults, health, jobs, messages
 from ._settings import ServerSettings
 from ._state import ResilienceTestApp, ServerState
@@ -35,19 +35,8 @@ def create_app(settings: ServerSettings | None = None) -> ResilienceTestApp:
     app.state = ServerState(settings)
     # TimeoutMiddleware owns the time limit of a request.
     app.config["RESPONSE_TIMEOUT"] = None
-    docs = settings.enable_docs
-    QuartSchema(
-        app,
-        info=Info(
-            title="trio_resilience test server",
-            version=__version__,
-            description="Fault injection for testing HTTP clients.",
-        ),
-        openapi_path="/openapi.json" if docs else None,
-        swagger_ui_path="/docs" if docs else None,
-        redoc_ui_path="/redocs" if docs else None,
-        scalar_ui_path=None,
-    )
+    _limit_request_bodies(app, settings.max_body_bytes)
+    init_docs(app, settings)
     _skip_schema_conversion_for_responses(app)
     for blueprint in (
         messages.blueprint,
@@ -59,10 +48,13 @@ def create_app(settings: ServerSettings | None = None) -> ResilienceTestApp:
     ):
         app.register_blueprint(blueprint)
     for name in ("items", "users"):
-        app.state.resources[name] = ResourceStore(app.state.new_cache())
+        app.state.resources[name] = ResourceStore(
+            max_items=settings.crud_max_items, key_retention=settings.crud_key_retention
+        )
     # Background tasks (the job queue) get the grace period, plus a margin.
     app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = settings.shutdown_grace_period + 1
     _register_error_handlers(app)
+    _no_content_type_without_content(app)
     if settings.cors_enabled:
         cors(app, allow_origin=list(settings.cors_origins) or "*")
 
@@ -76,6 +68,8 @@ def create_app(settings: ServerSettings | None = None) -> ResilienceTestApp:
                 max_queued=settings.job_queue_size,
                 job_timeout=settings.job_timeout,
                 result_ttl=settings.job_result_ttl,
+                max_retained_bytes=settings.job_max_retained_bytes,
+                max_result_bytes=settings.job_max_result_bytes,
                 shutdown_grace=settings.shutdown_grace_period,
             ) as queue:
                 app.state.job_queue = queue
@@ -104,6 +98,7 @@ def create_app(settings: ServerSettings | None = None) -> ResilienceTestApp:
         limiter=app.state.limiter,
         queue_timeout=settings.queue_timeout,
         stopping=lambda: app.state.shutting_down,
+        settings=settings,
     )
     return app
 
@@ -126,6 +121,50 @@ def _skip_schema_conversion_for_responses(app: ResilienceTestApp) -> None:
         return await schema_make_response(result)
 
     app.make_response = make_response  # type: ignore[method-assign]
+
+
+def _no_content_type_without_content(app: ResilienceTestApp) -> None:
+    """A response without content has no Content-Type (a 204 no Content-Length).
+
+    Quart's `Response` gives every response its ``default_mimetype``,
+    ``text/html``, when none is set: the automatic OPTIONS answer (an empty 200
+    with ``Allow``) and a route's ``Response("", status=204)`` would claim an HTML
+    body they do not have. This runs after every route and error handler, so no
+    route needs to care. RFC 9110 section 8.6: no Content-Length on a 204.
+    """
+
+    @app.after_request
+    async def drop_content_type(response: Response) -> Response:
+        if response.status_code == 204:
+            del response.headers["Content-Length"]
+        elif response.content_length != 0 and response.status_code != 304:
+            return response
+        del response.headers["Content-Type"]
+        return response
+
+
+def _limit_request_bodies(app: ResilienceTestApp, max_bytes: int) -> None:
+    """A request body of more than ``max_bytes`` is answered 413, JSON.
+
+    Quart holds at most that much of a body (MAX_CONTENT_LENGTH): a larger
+    ``Content-Length`` is refused before the body is read, and a chunked body as
+    soon as it grows past the limit while it streams in. A route that never reads
+    its body still answers 413 to a ``Content-Length`` over the limit (checked
+    here, before the route); a chunked body it ignores is discarded unread.
+    """
+    app.config["MAX_CONTENT_LENGTH"] = max_bytes
+    detail = {"detail": f"Request body is larger than {max_bytes} bytes"}
+
+    @app.before_request
+    async def refuse_large_bodies() -> Response | None:
+        length = request.content_length
+        if length is not None and length > max_bytes:
+            return json_response(detail, 413)
+        return None
+
+    @app.errorhandler(RequestEntityTooLarge)
+    async def too_large(error: RequestEntityTooLarge) -> Response:
+        return json_response(detail, 413)
 
 
 def _register_error_handlers(app: ResilienceTestApp) -> None:

@@ -30,7 +30,7 @@ class Exchange:
     outermost one uses them (through the scope, under `EXCHANGE_KEY`), so each layer
     sees the same progress without wrapping the callables again. ``outcome`` is set
     by whatever ends the request other than its route ("timeout", "shed", "error",
-    "cancelled"; see `RequestLoggingMiddleware`); None otherwise.
+    "cancelled", "refused"; see `RequestLoggingMiddleware`); None otherwise.
     """
 
     __slots__ = (
@@ -79,10 +79,15 @@ class Exchange:
         if kind == "http.response.start":
             self.started = True
             self.status = message["status"]
-            if self._http1 and (self.body_pending or self._stopping()):
+            headers = message.get("headers", ())
+            if (
+                self._http1
+                and (self.body_pending or self._stopping())
+                and CLOSE not in headers
+            ):
                 # An unread body would be taken for the next request; a stopping
                 # server keeps no connection. Either way the client must know.
-                message["headers"] = [*message.get("headers", ()), CLOSE]
+                message["headers"] = [*headers, CLOSE]
         elif kind == "http.response.body" and not message.get("more_body", False):
             self.finished = True
             # Hypercorn runs the connection's end of the exchange (recycle it for

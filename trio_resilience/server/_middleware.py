@@ -1,10 +1,11 @@
-"""ASGI middleware, outermost first: connection -> errors -> request log -> timeout
--> concurrency.
+"""ASGI middleware, outermost first: connection -> errors -> request log -> guards
+-> timeout -> concurrency.
 
 Each layer is a small ASGI app wrapping the next one and adds one concern, so the
 order in `wrap` reads as the order a request goes through them. Non-HTTP scopes
 (the lifespan protocol) pass straight through. The connection layer lives in
-`_connections`; the others read its `Exchange` from the scope.
+`_connections`, the guards in `_guards`; the others read the `Exchange` from the
+scope.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ from ._asgi import (
     header,
 )
 from ._connections import ConnectionMiddleware, Exchange
+from ._guards import GuardMiddleware, GuardPolicy
 from ._logging import get_logger
+from ._settings import ServerSettings
 
 REQUEST_ID_HEADER = b"x-request-id"
 PROCESS_TIME_HEADER = b"x-process-time"
@@ -41,7 +44,7 @@ UNLIMITED_PREFIXES = (
     "/fail/",
     "/openapi.json",
     "/docs",
-    "/redocs",
+    "/redoc",
     "/scalar",
 )
 CLIENT_CLOSED = 499
@@ -111,6 +114,9 @@ class RequestLoggingMiddleware:
       injected failure's 500 included);
     - ``timeout``: ``request_timeout`` ran out (a 504, or a body cut short);
     - ``shed``: no concurrency slot came free in time (a 503);
+    - ``refused``: a guard refused the request before its route (see `_guards`:
+      ambiguous framing, a Host not allowed, a missing control token, a body
+      that is not JSON);
     - ``client_closed``: the client hung up first; the status is then 499 (nginx's
       convention) unless a response had already started;
     - ``cancelled``: the server cut the request short at the end of its shutdown
@@ -255,16 +261,27 @@ def wrap(
     limiter: trio.CapacityLimiter,
     queue_timeout: float | None = None,
     stopping: Callable[[], bool] | None = None,
+    settings: ServerSettings | None = None,
 ) -> ASGIApp:
     """The application wrapped in every layer, outermost first.
 
     ``stopping()`` says whether the server is shutting down (see
-    `ConnectionMiddleware`); by default it never is.
+    `ConnectionMiddleware`); by default it never is. The guards (`GuardMiddleware`)
+    follow ``settings`` (its bind host, ``allowed_hosts`` and ``control_token``;
+    default `ServerSettings()`); they sit inside the request log, so refusals are
+    logged, and outside the timeout and concurrency layers, so a refused request
+    never takes a slot.
     """
+    policy = GuardPolicy.from_settings(
+        ServerSettings() if settings is None else settings
+    )
     layers = ErrorHandlingMiddleware(
         RequestLoggingMiddleware(
-            TimeoutMiddleware(
-                ConcurrencyMiddleware(app, limiter, queue_timeout), timeout
+            GuardMiddleware(
+                TimeoutMiddleware(
+                    ConcurrencyMiddleware(app, limiter, queue_timeout), timeout
+                ),
+                policy,
             )
         )
     )

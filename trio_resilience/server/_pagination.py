@@ -2,9 +2,8 @@
 
 A list answers at most ``limit`` items (default 100, at most 1000) and, when more
 follow, a ``next`` URL that carries an opaque ``after`` cursor: the key of the last
-item served. Each endpoint decides what its keys are (CRUD ids, job sequence
-numbers); a cursor keeps its meaning while items are added or removed, which an
-offset would not.
+item served, a non-negative integer (CRUD ids, job sequence numbers). A cursor
+keeps its meaning while items are added or removed, which an offset would not.
 
 ::
 
@@ -34,7 +33,8 @@ class PageQuery(BaseModel, extra="forbid"):
     after: str | None = Field(
         None,
         min_length=1,
-        max_length=64,
+        max_length=20,
+        pattern=r"^[0-9]+$",
         description="The cursor from the previous page's `next` URL.",
     )
 

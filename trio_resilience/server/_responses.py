@@ -1,8 +1,14 @@
-"""Error bodies shared by the route groups: ``{"detail": ...}`` everywhere."""
+"""Error bodies shared by the route groups: ``{"detail": ...}`` everywhere.
+
+JSON is strict both ways: a request body holding NaN or an infinite number (``NaN``,
+``Infinity``, ``1e400``) is a 422, and no response ever holds one.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
@@ -40,9 +46,13 @@ def validation_detail(error: ValidationError, *prefix: str) -> ValidationErrorDe
 def json_response(
     body: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
-    """A compact JSON response, built directly (no per-request schema wrappers)."""
+    """A compact JSON response, built directly (no per-request schema wrappers).
+
+    Strict JSON: a body holding NaN or Infinity raises `ValueError` (a bug, answered
+    as a 500) rather than going out as something strict parsers refuse.
+    """
     return Response(
-        json.dumps(body, separators=(",", ":"), default=str),
+        json.dumps(body, separators=(",", ":"), default=str, allow_nan=False),
         status=status,
         headers=headers,
         content_type="application/json",
@@ -62,8 +72,48 @@ def request_id_problem(request_id: str | None) -> Response | None:
 
 
 async def parse_json_body(model: type[M]) -> M | Response:
-    """The request body validated as ``model``, or the 422 that says why not."""
+    """The request body validated as ``model``, or the 422 that says why not.
+
+    Numbers must be finite wherever they are, also in free-form fields (a job's
+    payload): JSON has no NaN or Infinity, and ``1e400`` would become one.
+    """
     try:
-        return model.model_validate_json(await request.get_data())
+        parsed = model.model_validate_json(await request.get_data())
     except ValidationError as error:
         return json_response(validation_detail(error, "body").model_dump(), 422)
+    problems = [
+        {
+            "loc": ["body", *loc],
+            "msg": "Input should be a finite number",
+            "type": "finite_number",
+        }
+        for loc in non_finite_numbers(parsed)
+    ]
+    if problems:
+        return json_response(ValidationErrorDetail(detail=problems).model_dump(), 422)
+    return parsed
+
+
+def non_finite_numbers(value: Any) -> Iterator[list[str | int]]:
+    """Where ``value`` (a model, or JSON-like dicts and lists) holds NaN or an
+    infinite float: one location (keys and indexes) per number, in order."""
+    yield from _non_finite(value, [])
+
+
+def _non_finite(value: Any, path: list[str | int]) -> Iterator[list[str | int]]:
+    items: Any
+    if isinstance(value, BaseModel):
+        fields = type(value).model_fields
+        items = ((f.alias or name, getattr(value, name)) for name, f in fields.items())
+    elif isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    else:
+        return
+    for key, item in items:
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                yield [*path, key]
+        elif isinstance(item, BaseModel | dict | list | tuple):
+            yield from _non_finite(item, [*path, key])

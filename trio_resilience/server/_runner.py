@@ -10,6 +10,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
+from .._log_threshold import add_threshold_filter, bind_log_threshold
 from ._app import create_app
 from ._logging import get_logger
 from ._settings import ServerSettings
@@ -54,16 +55,23 @@ async def serve_forever(
 
     Idle connections are closed at once; responses sent during the grace period
     carry ``Connection: close`` and close theirs.
+
+    The server's lines (its own and Hypercorn's) below ``settings.log_level`` are
+    dropped in the tasks of this server only (see `bind_log_threshold`), so a
+    server embedded in a program follows its settings without reconfiguring the
+    program's logging; rendering (``log_format``, ``log_file``) is set up by
+    `configure_logging`, which the command line calls.
     """
     app = create_app(settings)
+    config = hypercorn_config(settings)
+    if isinstance(config.errorlog, logging.Logger):
+        add_threshold_filter(config.errorlog)  # passes all outside a server's tasks
 
     async def stop_when_triggered() -> None:
         await shutdown_trigger()
         app.state.shutting_down = True
 
-    await serve(
-        app,
-        hypercorn_config(settings),
-        shutdown_trigger=stop_when_triggered,
-        task_status=task_status,
-    )
+    with bind_log_threshold(settings.log_level):
+        await serve(
+            app, config, shutdown_trigger=stop_when_triggered, task_status=task_status
+        )

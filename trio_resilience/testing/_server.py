@@ -30,6 +30,14 @@ async def serve_in_background(
     stopped: no task is left behind. Errors raised in the block propagate unchanged
     (if the server failed too, its error is attached, as `open_service_nursery`
     does).
+
+    The server's log lines (start, stop, one per request) and Hypercorn's follow
+    ``settings.log_level``: lines below it are dropped in this server's own tasks,
+    so each server has its level and the rest of the program logs as before.
+    Nothing is configured: the lines that pass are rendered by the program's
+    structlog and `logging` setup (``structlog.testing.capture_logs`` sees them),
+    so ``log_format`` and ``log_file``, which set up a whole process, apply only to
+    the command line; call ``configure_logging`` to get its rendering here too.
     """
     settings = ServerSettings() if settings is None else settings
     settings = settings.model_copy(update={"port": 0})

@@ -9,6 +9,10 @@ Fixtures, for tests run by pytest-trio:
     The base URL of a real test server serving for the duration of one test; at
     teardown it shuts down as on SIGTERM (requests still in flight get the grace
     period, idle connections are closed at once).
+
+The server logs at the settings' ``log_level`` (``ServerSettings(log_level="ERROR")``
+keeps its INFO request lines out of a test's captured output), without touching the
+test session's logging configuration; see `serve_in_background`.
 """
 
 from __future__ import annotations

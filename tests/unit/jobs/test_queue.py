@@ -621,7 +621,6 @@ async def test_builtin_handlers(autojump_clock: trio.testing.MockClock) -> None:
         data = await queue.wait(
             await queue.submit("data_processing", {"items": [1, 2, 3]})
         )
-        bad = await queue.wait(await queue.submit("data_processing", {"items": "x"}))
         long = await queue.wait(await queue.submit("long_running", {"duration": 2.5}))
     assert echo.final_result == {"a": 1}
     assert data.final_result == {"count": 3, "sum": 12, "mean": 4.0}
@@ -630,7 +629,6 @@ async def test_builtin_handlers(autojump_clock: trio.testing.MockClock) -> None:
         "transformed",
         "aggregated",
     ]
-    assert bad.error == "ValueError: items must be a list of numbers"
     assert long.intermediate_results == [
         {"progress": 0.4},
         {"progress": 0.8},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,6 +13,11 @@ import trio.testing
 from quart.testing import QuartClient
 
 from trio_resilience.server import ServerSettings, create_app
+
+
+def refuse(constant: str) -> None:
+    """A json.loads parse_constant refusing NaN and Infinity, as strict parsers do."""
+    raise ValueError(f"not JSON: {constant}")
 
 
 @asynccontextmanager
@@ -49,15 +55,22 @@ async def test_submit_and_poll(autojump_clock: trio.testing.MockClock) -> None:
 async def test_failed_job_reports_its_error(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """A handler's exception shows as status failed with type and message."""
+    """A job that would emit Infinity fails with type and message, as strict JSON."""
     async with client_for() as client:
         response = await client.post(
-            "/api/v1/jobs", json={"type": "data_processing", "payload": {"items": "x"}}
+            "/api/v1/jobs",
+            json={"type": "data_processing", "payload": {"items": [1e308]}},
         )
         await trio.sleep(1)
-        job = await (await client.get(response.headers["Location"])).get_json()
+        job_response = await client.get(response.headers["Location"])
+        listed = await client.get("/api/v1/jobs")
+    job = json.loads(await job_response.get_data(), parse_constant=refuse)
+    json.loads(await listed.get_data(), parse_constant=refuse)
     assert job["status"] == "failed"
-    assert job["error"] == "ValueError: items must be a list of numbers"
+    assert job["error"] == (
+        "ValueError: intermediate result is not valid JSON: "
+        "Out of range float values are not JSON compliant"
+    )
 
 
 async def test_job_timeout_setting(autojump_clock: trio.testing.MockClock) -> None:
@@ -251,15 +264,218 @@ async def test_crud(
 
 
 async def test_job_routes_in_openapi(autojump_clock: trio.testing.MockClock) -> None:
-    """The job and CRUD routes are in the OpenAPI document."""
+    """The job routes document their statuses, body, headers and query."""
     async with client_for() as client:
         spec = await (await client.get("/openapi.json")).get_json()
     paths = spec["paths"]
-    assert {"post", "get"} <= set(paths["/api/v1/jobs"])
-    assert {"get", "delete"} <= set(paths["/api/v1/jobs/{job_id}"])
-    assert "requestBody" in paths["/api/v1/jobs"]["post"]
-    assert {"202", "400", "422", "503"} <= set(
-        paths["/api/v1/jobs"]["post"]["responses"]
-    )
+    submit = paths["/api/v1/jobs"]["post"]
+    assert submit["requestBody"]["required"] is True
+    assert {"202", "400", "413", "415", "422", "503", "504"} <= set(submit["responses"])
+    assert ("X-Request-ID", "header") in [
+        (p["name"], p["in"]) for p in submit["parameters"]
+    ]
+    accepted = submit["responses"]["202"]
+    assert {"Location", "Idempotent-Replayed"} <= set(accepted["headers"])
+    assert "Retry-After" in submit["responses"]["503"]["headers"]
+    listing = paths["/api/v1/jobs"]["get"]
+    assert {p["name"] for p in listing["parameters"]} >= {"limit", "after", "status"}
+    assert {"200", "422"} <= set(listing["responses"])
+    for method in ("get", "delete"):
+        operation = paths["/api/v1/jobs/{job_id}"][method]
+        assert {"200", "404"} <= set(operation["responses"])
+    for operations in (paths["/api/v1/jobs"], paths["/api/v1/jobs/{job_id}"]):
+        for operation in operations.values():
+            for response in operation["responses"].values():
+                assert set(response["content"]) == {"application/json"}
     assert "/api/v1/items/{record_id}" in paths
     assert "/api/v1/users" in paths
+
+
+# -- issue 10: validated payloads, a default job timeout, key reuse, stable times,
+# strict JSON and pages ------------------------------------------------------------
+
+
+async def post_raw(client: QuartClient, body: str, **headers: str) -> Any:
+    return await client.post(
+        "/api/v1/jobs",
+        data=body,
+        headers={"Content-Type": "application/json", **headers},
+    )
+
+
+@pytest.mark.parametrize(
+    ("payload", "loc"),
+    [
+        ({"type": "data_processing", "payload": {"step_delay": 1e9}}, "step_delay"),
+        ({"type": "data_processing", "payload": {"items": ["1"]}}, "items.0"),
+        ({"type": "data_processing", "payload": {"items": 3}}, "items"),
+        ({"type": "long_running", "payload": {"duration": 3601}}, "duration"),
+        ({"type": "long_running", "payload": {"seconds": 1}}, "seconds"),
+    ],
+)
+async def test_invalid_builtin_payload_is_422_naming_the_field(
+    autojump_clock: trio.testing.MockClock, payload: dict[str, Any], loc: str
+) -> None:
+    """A built-in job's bad payload is a 422 at submit, naming the field; no job."""
+    async with client_for() as client:
+        response = await client.post("/api/v1/jobs", json=payload)
+        listed = await (await client.get("/api/v1/jobs")).get_json()
+    detail = (await response.get_json())["detail"]
+    assert response.status_code == 422
+    assert [".".join(map(str, d["loc"])) for d in detail] == [f"body.payload.{loc}"]
+    assert listed["jobs"] == []
+
+
+async def test_four_stuck_jobs_are_refused_at_submit(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The issue's reproduction: 4 jobs with step_delay=1e9 hold no worker."""
+    async with client_for() as client:
+        stuck = {"type": "data_processing", "payload": {"step_delay": 1e9}}
+        statuses = [
+            (await client.post("/api/v1/jobs", json=stuck)).status_code
+            for _ in range(4)
+        ]
+        quick = {"type": "echo", "payload": {"n": 1}}
+        job = await (await client.post("/api/v1/jobs", json=quick)).get_json()
+        await trio.sleep(0.1)
+        done = await (await client.get(f"/api/v1/jobs/{job['id']}")).get_json()
+    assert statuses == [422] * 4
+    assert done["status"] == "completed"
+
+
+async def test_jobs_time_out_after_300_seconds_by_default(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """With default settings a job runs at most 300 s (SERVER_JOB_TIMEOUT)."""
+    assert ServerSettings().job_timeout == 300.0
+    async with client_for() as client:
+        long = {"type": "long_running", "payload": {"duration": 3600}}
+        location = (await client.post("/api/v1/jobs", json=long)).headers["Location"]
+        await trio.sleep(299.5)
+        running = await (await client.get(location)).get_json()
+        await trio.sleep(1)
+        job = await (await client.get(location)).get_json()
+    assert running["status"] == "running"
+    assert (job["status"], job["error"]) == ("failed", "timed out after 300s")
+    assert job["finished_at"] - job["started_at"] == 300.0
+
+
+async def test_a_request_id_reused_with_another_body_is_422(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A reused X-Request-ID with another body is a 422; the same body replays."""
+    async with client_for() as client:
+
+        async def submit(body: str, key: str = "k1") -> Any:
+            return await post_raw(client, body, **{"X-Request-ID": key})
+
+        first = await submit('{"type": "echo", "payload": {"a": 1, "b": 2}}')
+        same = await submit('{"payload": {"b": 2, "a": 1}, "type": "echo"}')
+        other_payload = await submit('{"type": "echo", "payload": {"a": 2}}')
+        other_type = await submit('{"type": "long_running"}')
+        data = await submit('{"type": "data_processing"}', "k2")
+        spelled = await submit(
+            '{"type": "data_processing", "payload": {"items": [], "step_delay": 0.1}}',
+            "k2",
+        )
+        listed = await (await client.get("/api/v1/jobs")).get_json()
+    job_id = (await first.get_json())["id"]
+    assert first.status_code == 202
+    assert (same.status_code, same.headers["Idempotent-Replayed"]) == (202, "true")
+    assert (await same.get_json())["id"] == job_id
+    assert (spelled.status_code, spelled.headers["Idempotent-Replayed"]) == (
+        202,
+        "true",
+    )
+    assert (await spelled.get_json())["id"] == (await data.get_json())["id"]
+    for refused in (other_payload, other_type):
+        assert refused.status_code == 422
+        assert await refused.get_json() == {
+            "detail": [
+                {
+                    "loc": ["header", "X-Request-ID"],
+                    "msg": "Idempotency key reused with a different request body: "
+                    f"X-Request-ID 'k1' created job {job_id} from another body "
+                    "(use a new key for a new job)",
+                    "type": "key_reused",
+                }
+            ]
+        }
+    assert len(listed["jobs"]) == 2
+
+
+async def test_job_times_are_the_same_on_every_read(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Two GETs of one job, far apart, return identical timestamps."""
+    async with client_for() as client:
+        job = await (
+            await client.post("/api/v1/jobs", json={"type": "echo"})
+        ).get_json()
+        await trio.sleep(1)
+        first = await (await client.get(f"/api/v1/jobs/{job['id']}")).get_json()
+        await trio.sleep(60)
+        second = await (await client.get(f"/api/v1/jobs/{job['id']}")).get_json()
+        listed = (await (await client.get("/api/v1/jobs")).get_json())["jobs"]
+    times = ("created_at", "started_at", "finished_at")
+    assert [job[name] for name in times[:1]] == [first[name] for name in times[:1]]
+    assert [first[name] for name in times] == [second[name] for name in times]
+    assert [listed[0][name] for name in times] == [first[name] for name in times]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        '{"x": NaN}',
+        '{"x": Infinity}',
+        '{"x": -Infinity}',
+        '{"x": 1e400}',
+        '{"x": [1, {"y": -1e400}]}',
+    ],
+)
+async def test_non_finite_numbers_in_a_body_are_422(
+    autojump_clock: trio.testing.MockClock, payload: str
+) -> None:
+    """NaN, Infinity and numbers that overflow to it are a 422 naming where."""
+    async with client_for() as client:
+        response = await post_raw(client, f'{{"type": "echo", "payload": {payload}}}')
+        listed = await client.get("/api/v1/jobs")
+        body = await listed.get_data()
+    detail = (await response.get_json())["detail"]
+    assert response.status_code == 422
+    assert detail[0]["type"] == "finite_number"
+    assert detail[0]["loc"][:3] == ["body", "payload", "x"]
+    assert json.loads(body, parse_constant=refuse) == {"jobs": [], "next": None}
+
+
+async def test_jobs_are_listed_a_page_at_a_time(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """GET /api/v1/jobs pages (100 by default); next links serve each job once."""
+    async with client_for(job_workers=1) as client:
+        ids = []
+        for n in range(250):
+            job = {"type": "echo", "payload": {"n": n}}
+            ids.append(
+                (await (await client.post("/api/v1/jobs", json=job)).get_json())["id"]
+            )
+        await trio.sleep(1)
+        first = await (await client.get("/api/v1/jobs")).get_json()
+        assert len(first["jobs"]) == 100
+        assert first["next"] == "/api/v1/jobs?limit=100&after=100"
+        seen, url = [], "/api/v1/jobs?status=completed&limit=70"
+        while url is not None:
+            page = await (await client.get(url)).get_json()
+            seen.extend(job["id"] for job in page["jobs"])
+            assert url.startswith("/api/v1/jobs?status=completed&limit=70")
+            url = page["next"]
+        assert seen == ids
+        assert (await client.get("/api/v1/jobs?limit=1001")).status_code == 422
+        assert (await client.get("/api/v1/jobs?limit=0")).status_code == 422
+        bad_cursor = await client.get("/api/v1/jobs?after=abc")
+        assert (await bad_cursor.get_json())["detail"][0]["loc"] == ["query", "after"]
+        most = await (await client.get("/api/v1/jobs?limit=1000")).get_json()
+        assert (len(most["jobs"]), most["next"]) == (250, None)
+        running = await (await client.get("/api/v1/jobs?status=running")).get_json()
+        assert running == {"jobs": [], "next": None}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from pydantic import ValidationError
@@ -101,3 +102,71 @@ def test_keep_alive_timeout_from_the_environment_reaches_hypercorn(
     config = hypercorn_config(ServerSettings.from_env(env_file=None))
     assert config.keep_alive_timeout == 0.75
     assert config.graceful_timeout == 2
+
+
+OPTIONAL = sorted(
+    name
+    for name, field in ServerSettings.model_fields.items()
+    if type(None) in get_args(field.annotation)
+)
+
+
+def test_the_optional_settings_are_found() -> None:
+    """The scan below sees the optional settings (finding none would prove nothing)."""
+    assert {"queue_timeout", "log_file", "job_timeout"} <= set(OPTIONAL)
+
+
+@pytest.mark.parametrize("name", OPTIONAL)
+def test_an_empty_optional_setting_in_the_env_file_is_unset(
+    tmp_path: Path, name: str
+) -> None:
+    """``SERVER_X=`` (or ``SERVER_X=""``) in .env leaves an optional setting unset."""
+    env_file = tmp_path / ".env"
+    env_file.write_text(f'SERVER_{name.upper()}=\nSERVER_{name.upper()}=""\n')
+    assert getattr(ServerSettings.from_env(env_file=env_file), name) is None
+    env_file.write_text(f"SERVER_{name.upper()}=\n")
+    assert getattr(ServerSettings.from_env(env_file=env_file), name) is None
+
+
+@pytest.mark.parametrize("name", OPTIONAL)
+def test_an_empty_optional_environment_variable_is_unset(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str
+) -> None:
+    """An empty ``SERVER_X`` variable unsets an optional setting, .env or not."""
+    env_file = tmp_path / ".env"
+    env_file.write_text("SERVER_JOB_TIMEOUT=5\nSERVER_QUEUE_TIMEOUT=5\n")
+    monkeypatch.setenv(f"SERVER_{name.upper()}", "")
+    assert getattr(ServerSettings.from_env(env_file=env_file), name) is None
+
+
+@pytest.mark.parametrize("name", ["port", "host", "max_concurrency", "enable_docs"])
+def test_an_empty_required_setting_is_still_an_error(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """An empty value of a setting that cannot be unset is refused, naming it."""
+    monkeypatch.setenv(f"SERVER_{name.upper()}", "")
+    with pytest.raises(ValidationError, match=rf"(?m)^{name}$"):
+        ServerSettings.from_env(env_file=None)
+
+
+def test_unknown_keys_are_listed_with_where_they_are(tmp_path: Path) -> None:
+    """Unknown SERVER_* keys of the environment and the .env file are listed as
+    written; known keys (any case) and other prefixes are not."""
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        "SERVER_MAX_CONCURENCY=3\nserver_port=1\nOTHER_THING=1\nserver_nope=2\n"
+    )
+    environ = {"SERVER_LOG_LEVL": "debug", "Server_Host": "::1", "PATH": "/bin"}
+    assert ServerSettings.unknown_env_keys(env_file=env_file, environ=environ) == [
+        ("SERVER_LOG_LEVL", "environment"),
+        ("SERVER_MAX_CONCURENCY", "env_file"),
+        ("server_nope", "env_file"),
+    ]
+
+
+def test_unknown_keys_without_an_env_file(tmp_path: Path) -> None:
+    """A missing or no env file contributes no keys."""
+    environ = {"SERVER_PORT": "1"}
+    assert ServerSettings.unknown_env_keys(env_file=None, environ=environ) == []
+    missing = tmp_path / "nope"
+    assert ServerSettings.unknown_env_keys(env_file=missing, environ=environ) == []

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
-from typing import Any
+from typing import Annotated, Any, Literal, Union
 
-import trio
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, RootModel, create_model
+from pydantic_core import to_jsonable_python
 from quart import Blueprint, Response, request
 from quart_schema import (
     document_querystring,
@@ -16,19 +15,26 @@ from quart_schema import (
 )
 
 from ...jobs import (
+    HandlerRegistry,
+    InvalidPayloadError,
     Job,
     JobNotFoundError,
     JobStatus,
+    KeyReusedError,
     QueueFullError,
     UnknownJobTypeError,
+    default_registry,
 )
+from .._idempotency import fingerprint
+from .._openapi import document_parameter, document_response_header
+from .._pagination import PageQuery, page_body, parse_page_query
 from .._responses import (
+    MAX_REQUEST_ID_LENGTH,
     ErrorDetail,
     ValidationErrorDetail,
     json_response,
     parse_json_body,
     request_id_problem,
-    validation_detail,
 )
 from .._state import server_state
 
@@ -36,51 +42,143 @@ blueprint = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs")
 
 
 class JobSubmission(BaseModel, extra="forbid"):
+    """A job to run: its type and the payload its handler gets."""
+
     type: str = Field(
         min_length=1, max_length=100, description="A registered job type."
     )
-    payload: dict[str, Any] = Field(default_factory=dict, description="Handler input.")
+    payload: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "Handler input, a JSON object. Built-in types: `echo` (any object), "
+            "`data_processing` (`items`: at most 100,000 finite numbers, "
+            "`step_delay`: 0 to 60 s), `long_running` (`duration`: 0 to 3600 s)."
+        ),
+    )
+
+
+def documented_submission(registry: HandlerRegistry) -> type[BaseModel]:
+    """The request body as the document shows it: one variant per job type of
+    ``registry``, each with its payload model (the route itself validates a
+    `JobSubmission`, then the queue the payload)."""
+    variants: list[Any] = []
+    for job_type in registry.types():
+        literal: Any = Literal[job_type]
+        payload: Any = registry.payload_model(job_type) or dict[str, Any]
+        variants.append(
+            create_model(
+                "".join(part.title() for part in job_type.split("_")) + "Job",
+                __config__=ConfigDict(extra="forbid"),
+                __doc__=f"A {job_type} job.",
+                type=(literal, Field(description="The job type.")),
+                payload=(
+                    payload,
+                    Field(default_factory=dict, description="Handler input."),
+                ),
+            )
+        )
+    body: Any = Annotated[Union[tuple(variants)], Field(discriminator="type")]  # noqa: UP007
+    return RootModel[body]
 
 
 class JobView(BaseModel):
+    """A job: its state, intermediate results, and final result or error."""
+
     id: str
     type: str
-    status: str = Field(description="pending, running, completed, failed or cancelled")
+    status: JobStatus = Field(description="Where the job is in its life.")
     payload: dict[str, Any]
     intermediate_results: list[Any]
     final_result: Any
     error: str | None
     attempt: int
-    created_at: float
+    created_at: float = Field(description="Unix time; the same on every read.")
     started_at: float | None
     finished_at: float | None
 
 
 class JobList(BaseModel):
+    """One page of jobs, oldest first; ``next`` is the next page's URL, or null."""
+
     jobs: list[JobView]
+    next: str | None
 
 
-class JobListQuery(BaseModel):
+class JobListQuery(PageQuery):
     status: JobStatus | None = Field(None, description="Only jobs in this state.")
 
 
 def job_json(job: Job) -> dict[str, Any]:
     """A job as the API serves it, with Unix timestamps."""
-    return job.to_dict(clock_offset=time.time() - trio.current_time())
+    return job.to_dict(clock_offset=server_state().jobs.wall_clock_offset)
+
+
+def request_fingerprint(submission: JobSubmission) -> str:
+    """What a replay must match: the type and the payload as validated, so key
+    order and spelled-out defaults do not matter (as for the CRUD routes).
+
+    Raises what submitting would: `UnknownJobTypeError`, `InvalidPayloadError`.
+    """
+    payload = server_state().jobs.registry.validate(submission.type, submission.payload)
+    return fingerprint(
+        {"type": submission.type, "payload": to_jsonable_python(payload)}
+    )
+
+
+def not_found() -> Response:
+    return json_response({"detail": "Job not found"}, 404)
 
 
 @blueprint.post("")
 @tag(["jobs"])
-@document_request(JobSubmission)
+@document_request(documented_submission(default_registry))
+@document_parameter(
+    "header",
+    "X-Request-ID",
+    schema={
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_REQUEST_ID_LENGTH,
+        "pattern": r"\S",
+    },
+    description=(
+        "Idempotency key: the same key with the same type and payload returns the "
+        "job it created while that job is retained; with another body it is a 422 "
+        "(blank or too long: 400)."
+    ),
+)
 @document_response(JobView, 202)
+@document_response_header(
+    202,
+    "Location",
+    description="The job's URL, to poll.",
+)
+@document_response_header(
+    202,
+    "Idempotent-Replayed",
+    schema={"const": "true"},
+    description="Present when a known X-Request-ID returned the job it created.",
+)
 @document_response(ErrorDetail, 400)
+@document_response(ErrorDetail, 413)
 @document_response(ValidationErrorDetail, 422)
 @document_response(ErrorDetail, 503)
+@document_response_header(
+    503,
+    "Retry-After",
+    schema={"type": "integer", "minimum": 0},
+    description="Seconds to wait before trying again.",
+)
 async def submit_job() -> Response:
     """Queue a job; 202 with its state and a ``Location`` to poll.
 
-    An ``X-Request-ID`` makes the submission idempotent: the same id returns the
-    job it created the first time (with ``Idempotent-Replayed: true``).
+    The payload is checked at once against its type's model (422 naming the field).
+    An ``X-Request-ID`` makes the submission idempotent while its job is retained:
+    the same id with the same type and payload (as validated) returns the job it
+    created the first time (with ``Idempotent-Replayed: true``); the same id with
+    another body is a 422 (``key_reused``). 400: an
+    unknown type or a blank or too long ``X-Request-ID``; 413: a body over
+    ``max_body_bytes``; 503: the queue is full (``Retry-After``).
     """
     submission = await parse_json_body(JobSubmission)
     if isinstance(submission, Response):
@@ -91,10 +189,33 @@ async def submit_job() -> Response:
     queue = server_state().jobs
     try:
         submitted = await queue.submit_keyed(
-            submission.type, submission.payload, key=key
+            submission.type,
+            submission.payload,
+            key=key,
+            fingerprint=None if key is None else request_fingerprint(submission),
         )
     except UnknownJobTypeError as error:
         return json_response({"detail": str(error)}, 400)
+    except InvalidPayloadError as error:
+        detail = [
+            {
+                "loc": ["body", "payload", *(str(part) for part in item["loc"])],
+                "msg": item["msg"],
+                "type": item["type"],
+            }
+            for item in error.errors
+        ]
+        return json_response({"detail": detail}, 422)
+    except KeyReusedError as error:
+        reason = (
+            "Idempotency key reused with a different request body: X-Request-ID "
+            f"{error.key!r} created job {error.job_id} from another body (use a "
+            "new key for a new job)"
+        )
+        detail = [
+            {"loc": ["header", "X-Request-ID"], "msg": reason, "type": "key_reused"}
+        ]
+        return json_response({"detail": detail}, 422)
     except QueueFullError:
         return json_response({"detail": "Job queue is full"}, 503, {"Retry-After": "1"})
     headers = {"Location": f"/api/v1/jobs/{submitted.job_id}"}
@@ -112,7 +233,7 @@ async def get_job(job_id: str) -> Response:
     try:
         job = server_state().jobs.get(job_id)
     except JobNotFoundError:
-        return json_response({"detail": "Job not found"}, 404)
+        return not_found()
     return json_response(job_json(job))
 
 
@@ -122,13 +243,24 @@ async def get_job(job_id: str) -> Response:
 @document_response(JobList, 200)
 @document_response(ValidationErrorDetail, 422)
 async def list_jobs() -> Response:
-    """Retained jobs in submission order, optionally filtered by ``status``."""
-    try:
-        query = JobListQuery.model_validate(request.args.to_dict())
-    except ValidationError as error:
-        return json_response(validation_detail(error, "query").model_dump(), 422)
-    jobs = server_state().jobs.list(query.status)
-    return json_response({"jobs": [job_json(job) for job in jobs]})
+    """Retained jobs in submission order, a page at a time.
+
+    At most ``limit`` jobs (default 100, at most 1000), optionally only those in
+    ``status``; ``next`` is the URL of the next page (it carries an ``after``
+    cursor, and the filter), null on the last page.
+    """
+    query = parse_page_query(JobListQuery)
+    if isinstance(query, Response):
+        return query
+    page = server_state().jobs.page(
+        after=None if query.after is None else int(query.after),
+        limit=query.limit,
+        status=query.status,
+    )
+    cursor = None if page.next_after is None else str(page.next_after)
+    offset = server_state().jobs.wall_clock_offset
+    jobs = [job.to_dict(clock_offset=offset) for job in page.jobs]
+    return json_response(page_body("jobs", jobs, query, cursor))
 
 
 @blueprint.delete("/<job_id>")
@@ -140,5 +272,5 @@ async def cancel_job(job_id: str) -> Response:
     try:
         job = server_state().jobs.cancel(job_id)
     except JobNotFoundError:
-        return json_response({"detail": "Job not found"}, 404)
+        return not_found()
     return json_response(job_json(job))

@@ -14,7 +14,9 @@ from pydantic import BaseModel, Field, ValidationError
 from quart import Blueprint, Response, request
 from quart_schema import document_querystring, document_response, tag
 
+from .._openapi import document_parameter, document_response_header
 from .._responses import (
+    MAX_REQUEST_ID_LENGTH,
     ErrorDetail,
     ValidationErrorDetail,
     json_response,
@@ -30,12 +32,33 @@ blueprint = Blueprint("messages", __name__)
 
 class MessageQuery(BaseModel):
     delay: int = Field(
-        0, ge=0, le=MAX_DELAY_MS, description="Milliseconds to wait before answering."
+        0,
+        ge=0,
+        le=MAX_DELAY_MS,
+        description=(
+            "Milliseconds to wait before answering. The whole request must end "
+            "within the server's request_timeout (30 s by default), counted from "
+            "its arrival: a delay at or beyond it, or so close below it that no "
+            "time is left to answer, ends in 504 at request_timeout."
+        ),
     )
 
 
 class Message(BaseModel):
-    message_id: str = Field(description="A new UUID, or the one cached for the id.")
+    """A message id: new, or the one cached for the request's X-Request-ID."""
+
+    message_id: str = Field(
+        description="A new UUID, or the one cached for the id.",
+        json_schema_extra={"format": "uuid"},
+    )
+
+
+class InvalidRequestId(ErrorDetail):
+    """X-Request-ID is blank or longer than 256 characters."""
+
+
+class InducedFailure(ErrorDetail):
+    """Induced server failure: failure injection is on (see /fail)."""
 
 
 def _parse_query() -> MessageQuery | Response:
@@ -54,16 +77,39 @@ def _parse_query() -> MessageQuery | Response:
 @blueprint.get("/msg")
 @tag(["messages"])
 @document_querystring(MessageQuery)
+@document_parameter(
+    "header",
+    "X-Request-ID",
+    schema={
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_REQUEST_ID_LENGTH,
+        "pattern": r"\S",
+    },
+    description=(
+        "Idempotency key: every request with this id gets the answer of the "
+        "first (blank or too long: 400)."
+    ),
+)
 @document_response(Message, 200)
-@document_response(ErrorDetail, 400)
+@document_response_header(
+    200,
+    "Idempotent-Replayed",
+    schema={"const": "true"},
+    description="Present on an answer replayed for a known X-Request-ID.",
+)
+@document_response(InvalidRequestId, 400)
 @document_response(ValidationErrorDetail, 422)
-@document_response(ErrorDetail, 500)
+@document_response(InducedFailure, 500)
 async def get_message() -> Response:
     """A new message id after an optional delay.
 
-    Processing order: injected failure (wins over a cached answer), then the
+    Processing order: injected failure (wins over a cached answer; 500), then the
     idempotency cache for ``X-Request-ID`` (concurrent duplicates share one
-    answer, replays carry ``Idempotent-Replayed: true``), then the delay.
+    answer, replays carry ``Idempotent-Replayed: true``), then the delay. The
+    server's ``request_timeout`` (30 s by default) counts from the request's
+    arrival, so a delay at or beyond it ends in 504 when it runs out: a way to
+    test how a client handles a gateway timeout.
     """
     query = _parse_query()
     if isinstance(query, Response):
