@@ -17,6 +17,13 @@ from quart import Response, request
 M = TypeVar("M", bound=BaseModel)
 
 MAX_REQUEST_ID_LENGTH = 256
+REQUEST_ID_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_REQUEST_ID_LENGTH,
+    "pattern": r"\S",
+}
+"""The OpenAPI schema of ``X-Request-ID``, as `request_id_problem` checks it."""
 
 
 class ErrorDetail(BaseModel):

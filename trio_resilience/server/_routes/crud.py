@@ -36,7 +36,7 @@ from .._resources import (
     StoreFullError,
 )
 from .._responses import (
-    MAX_REQUEST_ID_LENGTH,
+    REQUEST_ID_SCHEMA,
     ErrorDetail,
     ValidationErrorDetail,
     json_response,
@@ -88,12 +88,6 @@ class UserPage(BaseModel):
     next: str | None
 
 
-_REQUEST_ID_SCHEMA = {
-    "type": "string",
-    "minLength": 1,
-    "maxLength": MAX_REQUEST_ID_LENGTH,
-    "pattern": r"\S",
-}
 _RECORD_ID_SCHEMA = {"type": "integer", "minimum": 0}
 
 
@@ -133,7 +127,7 @@ def crud_blueprint(
     @document_parameter(
         "header",
         "X-Request-ID",
-        schema=_REQUEST_ID_SCHEMA,
+        schema=REQUEST_ID_SCHEMA,
         description=(
             f"Idempotency key: the same key with the same body returns the {singular} "
             f"it created (`Idempotent-Replayed: true`) for as long as that {singular} "

@@ -29,7 +29,7 @@ from .._idempotency import fingerprint
 from .._openapi import document_parameter, document_response_header
 from .._pagination import PageQuery, page_body, parse_page_query
 from .._responses import (
-    MAX_REQUEST_ID_LENGTH,
+    REQUEST_ID_SCHEMA,
     ErrorDetail,
     ValidationErrorDetail,
     json_response,
@@ -135,12 +135,7 @@ def not_found() -> Response:
 @document_parameter(
     "header",
     "X-Request-ID",
-    schema={
-        "type": "string",
-        "minLength": 1,
-        "maxLength": MAX_REQUEST_ID_LENGTH,
-        "pattern": r"\S",
-    },
+    schema=REQUEST_ID_SCHEMA,
     description=(
         "Idempotency key: the same key with the same type and payload returns the "
         "job it created while that job is retained; with another body it is a 422 "

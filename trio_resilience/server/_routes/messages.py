@@ -16,7 +16,7 @@ from quart_schema import document_querystring, document_response, tag
 
 from .._openapi import document_parameter, document_response_header
 from .._responses import (
-    MAX_REQUEST_ID_LENGTH,
+    REQUEST_ID_SCHEMA,
     ErrorDetail,
     ValidationErrorDetail,
     json_response,
@@ -80,12 +80,7 @@ def _parse_query() -> MessageQuery | Response:
 @document_parameter(
     "header",
     "X-Request-ID",
-    schema={
-        "type": "string",
-        "minLength": 1,
-        "maxLength": MAX_REQUEST_ID_LENGTH,
-        "pattern": r"\S",
-    },
+    schema=REQUEST_ID_SCHEMA,
     description=(
         "Idempotency key: every request with this id gets the answer of the "
         "first (blank or too long: 400)."
