@@ -19,7 +19,7 @@ from ._logging import configure_logging, get_logger
 from ._middleware import wrap
 from ._resources import ResourceStore
 from ._responses import json_response, validation_detail
-from ._routes import crud, faults, health, jobs, messages
+from ._routes import crud, faults, health, jobs, messages, requests
 from ._settings import ServerSettings
 from ._state import ResilienceTestApp, ServerState
 
@@ -42,6 +42,7 @@ def create_app(settings: ServerSettings | None = None) -> ResilienceTestApp:
         messages.blueprint,
         faults.blueprint,
         health.blueprint,
+        requests.blueprint,
         jobs.blueprint,
         crud.items,
         crud.users,
@@ -99,6 +100,7 @@ def create_app(settings: ServerSettings | None = None) -> ResilienceTestApp:
         queue_timeout=settings.queue_timeout,
         stopping=lambda: app.state.shutting_down,
         settings=settings,
+        journal=app.state.journal,
     )
     return app
 

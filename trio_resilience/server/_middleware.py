@@ -32,6 +32,7 @@ from ._asgi import (
 )
 from ._connections import ConnectionMiddleware, Exchange
 from ._guards import GuardMiddleware, GuardPolicy
+from ._journal import SCOPE_HEADER, JournalEntry, RequestJournal
 from ._logging import get_logger
 from ._settings import ServerSettings
 
@@ -41,6 +42,7 @@ PROCESS_TIME_HEADER = b"x-process-time"
 # answer health checks and let a test switch its failure injection off.
 UNLIMITED_PREFIXES = (
     "/health",
+    "/requests",
     "/fail/",
     "/openapi.json",
     "/docs",
@@ -127,9 +129,10 @@ class RequestLoggingMiddleware:
     (Hypercorn answers it so if the connection is still there), or 499.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, journal: RequestJournal | None = None) -> None:
         self.app = app
         self.log = get_logger()
+        self.journal = journal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -162,16 +165,44 @@ class RequestLoggingMiddleware:
             ):
                 exchange.outcome = "cancelled"
             status, outcome = _status_and_outcome(exchange)
+            duration_ms = round((trio.current_time() - start) * 1000, 3)
             self.log.info(
                 "request",
                 method=scope["method"],
                 path=scope["path"],
                 status=status,
                 outcome=outcome,
-                duration_ms=round((trio.current_time() - start) * 1000, 3),
+                duration_ms=duration_ms,
                 request_id=request_id,
             )
+            if self.journal is not None:
+                self._record(scope, start, request_id, status, outcome, duration_ms)
         return None
+
+    def _record(
+        self,
+        scope: Scope,
+        start: float,
+        request_id: str,
+        status: int,
+        outcome: str,
+        duration_ms: float,
+    ) -> None:
+        assert self.journal is not None
+        given_scope = header(scope, SCOPE_HEADER)
+        self.journal.record(
+            JournalEntry(
+                at=self.journal.wall_time(start),
+                method=scope["method"],
+                path=scope["path"],
+                query=scope.get("query_string", b"").decode("latin-1"),
+                request_id=request_id,
+                scope=None if given_scope is None else given_scope.decode("latin-1"),
+                status=status,
+                outcome=outcome,
+                duration_ms=duration_ms,
+            )
+        )
 
 
 def _status_and_outcome(exchange: Exchange) -> tuple[int, str]:
@@ -262,6 +293,7 @@ def wrap(
     queue_timeout: float | None = None,
     stopping: Callable[[], bool] | None = None,
     settings: ServerSettings | None = None,
+    journal: RequestJournal | None = None,
 ) -> ASGIApp:
     """The application wrapped in every layer, outermost first.
 
@@ -270,7 +302,7 @@ def wrap(
     follow ``settings`` (its bind host, ``allowed_hosts`` and ``control_token``;
     default `ServerSettings()`); they sit inside the request log, so refusals are
     logged, and outside the timeout and concurrency layers, so a refused request
-    never takes a slot.
+    never takes a slot. Every finished request is recorded in ``journal``, if given.
     """
     policy = GuardPolicy.from_settings(
         ServerSettings() if settings is None else settings
@@ -282,7 +314,8 @@ def wrap(
                     ConcurrencyMiddleware(app, limiter, queue_timeout), timeout
                 ),
                 policy,
-            )
+            ),
+            journal,
         )
     )
     return ConnectionMiddleware(layers, stopping)

@@ -15,10 +15,10 @@ from __future__ import annotations
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 from quart import Response, request
 
-from ._responses import json_response, validation_detail
+from ._responses import parse_query
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -44,10 +44,7 @@ Q = TypeVar("Q", bound=PageQuery)
 
 def parse_page_query(model: type[Q]) -> Q | Response:
     """The request's query as ``model``, or the 422 that says why not."""
-    try:
-        return model.model_validate(request.args.to_dict())
-    except ValidationError as error:
-        return json_response(validation_detail(error, "query").model_dump(), 422)
+    return parse_query(model)
 
 
 def next_page_url(query: PageQuery, cursor: str | None) -> str | None:

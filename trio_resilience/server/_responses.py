@@ -124,3 +124,11 @@ def _non_finite(value: Any, path: list[str | int]) -> Iterator[list[str | int]]:
                 yield [*path, key]
         elif isinstance(item, BaseModel | dict | list | tuple):
             yield from _non_finite(item, [*path, key])
+
+
+def parse_query(model: type[M]) -> M | Response:
+    """The request's query string as ``model``, or the 422 that says why not."""
+    try:
+        return model.model_validate(request.args.to_dict())
+    except ValidationError as error:
+        return json_response(validation_detail(error, "query").model_dump(), 422)

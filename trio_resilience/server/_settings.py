@@ -136,6 +136,9 @@ class ServerSettings(BaseModel):
     shutdown_grace_period: float = Field(
         10.0, ge=0, le=3600, description="Seconds in-flight requests get at shutdown."
     )
+    journal_size: int = Field(
+        1000, ge=1, le=1_000_000, description="Requests kept by the request journal."
+    )
     keep_alive_timeout: float = Field(
         5.0,
         gt=0,

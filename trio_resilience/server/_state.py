@@ -12,6 +12,7 @@ from quart_trio import QuartTrio
 from ..jobs import JobQueue
 from ._faults import FailureInjector
 from ._idempotency import SingleFlight, TTLCache
+from ._journal import RequestJournal
 from ._resources import ResourceStore
 from ._settings import ServerSettings
 
@@ -24,6 +25,7 @@ class ServerState:
     faults: FailureInjector = attrs.field(factory=FailureInjector)
     messages: SingleFlight[str, str] = attrs.field(init=False)
     limiter: trio.CapacityLimiter = attrs.field(init=False)
+    journal: RequestJournal = attrs.field(init=False)
     resources: dict[str, ResourceStore] = attrs.field(factory=dict)
     started_at: float = 0.0
     job_queue: JobQueue | None = None
@@ -35,6 +37,7 @@ class ServerState:
     def __attrs_post_init__(self) -> None:
         self.messages = SingleFlight(self.new_cache())
         self.limiter = trio.CapacityLimiter(self.settings.max_concurrency)
+        self.journal = RequestJournal(self.settings.journal_size)
 
     def new_cache(self) -> TTLCache[str, Any]:
         """An idempotency cache sized and timed by the settings."""

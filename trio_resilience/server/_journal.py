@@ -1,0 +1,99 @@
+"""The request journal: what clients actually sent, for tests to assert on.
+
+Every request the server sees is recorded once it ends (method, path, query, request
+id, scope, status, outcome, duration), in a ring buffer of ``journal_size`` entries:
+the oldest entry is dropped first, so memory stays bounded however long the server
+runs. ``at`` is the server's clock as Unix seconds: trio time plus one wall-clock
+offset taken when the first entry is recorded, so the gaps between a client's
+attempts are exact (and exact on virtual time in tests).
+
+The scope of a request is its ``X-Fault-Scope`` header: two tests sharing a server
+each read and clear only their own entries.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any
+
+import attrs
+import trio
+
+from .._validation import check_int
+
+SCOPE_HEADER = b"x-fault-scope"
+
+
+@attrs.frozen(kw_only=True)
+class JournalEntry:
+    """One finished request, as ``GET /requests`` serves it."""
+
+    at: float
+    """When the request arrived, as Unix seconds on the server's clock."""
+    method: str
+    path: str
+    query: str
+    request_id: str
+    scope: str | None
+    status: int
+    outcome: str
+    fault: str | None = None
+    """The id of the fault rule that matched, if any."""
+    duration_ms: float
+
+    def to_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+class RequestJournal:
+    """A bounded, scoped record of finished requests (see the module docstring)."""
+
+    def __init__(self, size: int) -> None:
+        self._entries: deque[JournalEntry] = deque(
+            maxlen=check_int("size", size, minimum=1)
+        )
+        self._offset: float | None = None
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def size(self) -> int:
+        """The most entries kept."""
+        maxlen = self._entries.maxlen
+        assert maxlen is not None
+        return maxlen
+
+    def wall_time(self, trio_time: float) -> float:
+        """``trio_time`` as Unix seconds, with one offset for the journal's life."""
+        if self._offset is None:
+            self._offset = time.time() - trio.current_time()
+        return trio_time + self._offset
+
+    def record(self, entry: JournalEntry) -> None:
+        """Add ``entry``, dropping the oldest one when full."""
+        self._entries.append(entry)
+
+    def entries(
+        self, scope: str | None = None, limit: int | None = None
+    ) -> list[JournalEntry]:
+        """The newest ``limit`` entries (all if None), oldest first; only those of
+        ``scope`` if given."""
+        chosen: list[JournalEntry] = []
+        for entry in reversed(self._entries):
+            if limit is not None and len(chosen) >= limit:
+                break
+            if scope is None or entry.scope == scope:
+                chosen.append(entry)
+        chosen.reverse()
+        return chosen
+
+    def clear(self, scope: str | None = None) -> None:
+        """Forget every entry, or only those of ``scope``."""
+        if scope is None:
+            self._entries.clear()
+            return
+        kept = [entry for entry in self._entries if entry.scope != scope]
+        self._entries.clear()
+        self._entries.extend(kept)
