@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import attrs
 import httpx
 
 from .._backoff import Backoff
+from .._log_threshold import log_level_number
 from .._validation import check_int, check_number
 
 
@@ -113,11 +113,12 @@ class BulkheadConfig:
 
 
 def _check_level(_self: object, _attr: object, value: object) -> None:
-    if (
-        not isinstance(value, str)
-        or value.upper() not in logging.getLevelNamesMapping()
-    ):
+    if not isinstance(value, str):
         raise ValueError(f"level must be a logging level name, not {value!r}")
+    try:
+        log_level_number(value)
+    except ValueError:
+        raise ValueError(f"level must be a logging level name, not {value!r}") from None
 
 
 @attrs.frozen
@@ -149,7 +150,7 @@ class LoggingConfig:
 
     @property
     def levelno(self) -> int:
-        return logging.getLevelNamesMapping()[self.level.upper()]
+        return log_level_number(self.level)
 
 
 def _check_base_url(_self: object, _attr: object, value: object) -> None:

@@ -55,7 +55,7 @@ class Exchange:
         # HTTP/2 and 3 have no Connection header (h2 refuses to send one); their
         # streams end on their own, and Hypercorn ends the connection at shutdown.
         self._http1 = scope.get("http_version") in _HTTP1
-        self.body_pending = _announces_body(scope)
+        self.body_pending = announces_body(scope)
         """The request has a body that has not been received in full yet."""
         self.client_gone = False
         """The client hung up before the response was complete."""
@@ -101,14 +101,23 @@ class Exchange:
         await self._send(message)
 
 
-def _announces_body(scope: Scope) -> bool:
+def announces_body(scope: Scope) -> bool:
+    """Whether the request says a body follows it.
+
+    Over HTTP/1 a body is announced by a ``Content-Length`` other than 0 or by
+    ``Transfer-Encoding`` (RFC 9112 section 6.3); HTTP/2 and 3 need neither, so
+    there a ``Content-Type`` alone announces one too.
+    """
+    typed = False
     for key, value in scope.get("headers", ()):
         name = key.lower()
-        if name == b"transfer-encoding" or (
-            name == b"content-length" and value.strip() != b"0"
-        ):
+        if name == b"content-length":
+            return bool(value.strip(b" 0"))
+        if name == b"transfer-encoding":
             return True
-    return False
+        if name == b"content-type":
+            typed = True
+    return typed and scope.get("http_version") not in _HTTP1
 
 
 class ConnectionMiddleware:

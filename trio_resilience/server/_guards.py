@@ -34,7 +34,7 @@ import attrs
 import trio
 
 from ._asgi import EXCHANGE_KEY, ASGIApp, Receive, Scope, Send
-from ._connections import CLOSE, Exchange
+from ._connections import CLOSE, Exchange, announces_body
 from ._settings import ServerSettings
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -43,7 +43,6 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 """Methods whose request body, if any, must be JSON."""
 LOOPBACK_NAMES = frozenset({"localhost", "[::1]"})
 """Loopback Host names besides 127.0.0.0/8."""
-HTTP1 = frozenset({"1.0", "1.1"})
 
 
 @attrs.frozen
@@ -199,7 +198,7 @@ class GuardPolicy:
         """The answer refusing this HTTP request, or None to let it through."""
         host: bytes | None = None
         hosts = 0  # RFC 9112 section 3.2: more than one is a 400
-        length: bytes | None = None
+        sized = False
         chunked = False
         content_type: bytes | None = None
         authorization: bytes | None = None
@@ -209,14 +208,14 @@ class GuardPolicy:
                 host = value
                 hosts += 1
             elif name == b"content-length":
-                length = value
+                sized = True
             elif name == b"transfer-encoding":
                 chunked = True
             elif name == b"content-type":
                 content_type = value if content_type is None else content_type
             elif name == b"authorization":
                 authorization = value if authorization is None else authorization
-        if chunked and length is not None:
+        if chunked and sized:
             return AMBIGUOUS_FRAMING
         if hosts > 1 or (host is not None and not self._host_allowed(host)):
             return HOST_NOT_ALLOWED  # several: which one would the route see?
@@ -226,16 +225,10 @@ class GuardPolicy:
                 return TOKEN_MISSING
             if not self._token_matches(authorization):
                 return TOKEN_INVALID
-        if length is not None:
-            has_body = length.strip(b" 0") != b""  # a length other than 0
-        elif chunked:
-            has_body = True
-        else:  # HTTP/1: no body (RFC 9112 section 6.3); HTTP/2 and 3 need no length
-            has_body = scope.get("http_version") not in HTTP1 and bool(content_type)
         if (
-            has_body
-            and method in BODY_METHODS
+            method in BODY_METHODS
             and (content_type is None or not is_json_media_type(content_type))
+            and announces_body(scope)
         ):
             return NOT_JSON
         return None

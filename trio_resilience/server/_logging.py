@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from .._log_threshold import current_log_threshold
+from .._log_threshold import current_log_threshold, log_level_number
 
 LOGGER_NAME = "trio_resilience.server"
 
@@ -110,9 +110,7 @@ def configure_logging(
         renderer = structlog.dev.ConsoleRenderer(colors=False)
     structlog.configure(
         processors=[*shared, renderer],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[level]
-        ),
+        wrapper_class=structlog.make_filtering_bound_logger(log_level_number(level)),
         logger_factory=structlog.WriteLoggerFactory(file=stream),
         cache_logger_on_first_use=True,
     )

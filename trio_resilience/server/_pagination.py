@@ -12,13 +12,11 @@ keeps its meaning while items are added or removed, which an offset would not.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlencode
 
 from pydantic import BaseModel, Field
-from quart import Response, request
-
-from ._responses import parse_query
+from quart import request
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -37,14 +35,6 @@ class PageQuery(BaseModel, extra="forbid"):
         pattern=r"^[0-9]+$",
         description="The cursor from the previous page's `next` URL.",
     )
-
-
-Q = TypeVar("Q", bound=PageQuery)
-
-
-def parse_page_query(model: type[Q]) -> Q | Response:
-    """The request's query as ``model``, or the 422 that says why not."""
-    return parse_query(model)
 
 
 def next_page_url(query: PageQuery, cursor: str | None) -> str | None:

@@ -28,7 +28,7 @@ from .._openapi import (
     document_parameter,
     document_response_header,
 )
-from .._pagination import PageQuery, page_body, parse_page_query
+from .._pagination import PageQuery, page_body
 from .._resources import (
     KeyGoneError,
     KeyReusedError,
@@ -41,6 +41,7 @@ from .._responses import (
     ValidationErrorDetail,
     json_response,
     parse_json_body,
+    parse_query,
     request_id_problem,
 )
 from .._state import server_state
@@ -216,7 +217,7 @@ def crud_blueprint(
         of the next page (it carries an ``after`` cursor, the last id served), null
         on the last page. A page costs the same whatever the collection's size.
         """
-        query = parse_page_query(PageQuery)
+        query = parse_query(PageQuery)
         if isinstance(query, Response):
             return query
         found = store().page(

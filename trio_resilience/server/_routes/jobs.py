@@ -27,13 +27,14 @@ from ...jobs import (
 )
 from .._idempotency import fingerprint
 from .._openapi import document_parameter, document_response_header
-from .._pagination import PageQuery, page_body, parse_page_query
+from .._pagination import PageQuery, page_body
 from .._responses import (
     REQUEST_ID_SCHEMA,
     ErrorDetail,
     ValidationErrorDetail,
     json_response,
     parse_json_body,
+    parse_query,
     request_id_problem,
 )
 from .._state import server_state
@@ -244,7 +245,7 @@ async def list_jobs() -> Response:
     ``status``; ``next`` is the URL of the next page (it carries an ``after``
     cursor, and the filter), null on the last page.
     """
-    query = parse_page_query(JobListQuery)
+    query = parse_query(JobListQuery)
     if isinstance(query, Response):
         return query
     page = server_state().jobs.page(
