@@ -128,7 +128,7 @@ async def test_shared_responses_follow_the_layers() -> None:
         for status, response in operation["responses"].items():
             assert "X-Request-ID" in response["headers"], f"{name} {status}"
         assert "400" in operation["responses"], name
-        control = ("/fail/", "/health", "/requests")
+        control = ("/fail/", "/faults", "/health", "/requests")
         limited = not name.split(" ", 1)[1].startswith(control)
         assert ("503" in operation["responses"]) is limited, name
         assert ("504" in operation["responses"]) is limited, name

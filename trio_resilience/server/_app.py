@@ -19,7 +19,7 @@ from ._logging import configure_logging, get_logger
 from ._middleware import wrap
 from ._resources import ResourceStore
 from ._responses import json_response, validation_detail
-from ._routes import crud, faults, health, jobs, messages, requests
+from ._routes import crud, faults, health, jobs, messages, requests, rules
 from ._settings import ServerSettings
 from ._state import ResilienceTestApp, ServerState
 
@@ -43,6 +43,7 @@ def create_app(settings: ServerSettings | None = None) -> ResilienceTestApp:
         faults.blueprint,
         health.blueprint,
         requests.blueprint,
+        rules.blueprint,
         jobs.blueprint,
         crud.items,
         crud.users,
@@ -101,6 +102,7 @@ def create_app(settings: ServerSettings | None = None) -> ResilienceTestApp:
         stopping=lambda: app.state.shutting_down,
         settings=settings,
         journal=app.state.journal,
+        plan=app.state.plan,
     )
     return app
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 Scope = MutableMapping[str, Any]
@@ -16,11 +16,31 @@ EXCHANGE_KEY = "trio_resilience.exchange"
 REQUEST_ID_KEY = "trio_resilience.request_id"
 SLOT_KEY = "trio_resilience.has_slot"
 
+SCOPE_HEADER = b"x-fault-scope"
+"""The request header naming a request's scope (fault rules, the journal)."""
+CONTROL_PREFIXES = (
+    "/health",
+    "/faults",
+    "/requests",
+    "/fail/",
+    "/openapi.json",
+    "/docs",
+    "/redoc",
+    "/scalar",
+)
+"""Paths of the control routes: never faulted, never held back by the concurrency
+limit, so a saturated or failing server still answers health checks and lets a
+test switch its faults off."""
+
+
+def find_header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """The first value of header ``name`` (lower case) in ``headers``, or None."""
+    for key, value in headers:
+        if key.lower() == name:
+            return value
+    return None
+
 
 def header(scope: Scope, name: bytes) -> bytes | None:
     """The first value of the request header ``name`` (lower case), or None."""
-    for key, value in scope.get("headers", ()):
-        if key.lower() == name:
-            found: bytes = value
-            return found
-    return None
+    return find_header(scope.get("headers", ()), name)

@@ -30,7 +30,8 @@ class Exchange:
     outermost one uses them (through the scope, under `EXCHANGE_KEY`), so each layer
     sees the same progress without wrapping the callables again. ``outcome`` is set
     by whatever ends the request other than its route ("timeout", "shed", "error",
-    "cancelled", "refused"; see `RequestLoggingMiddleware`); None otherwise.
+    "cancelled", "refused", and the faults "reset", "closed", "truncated"; see
+    `RequestLoggingMiddleware`); None otherwise.
     """
 
     __slots__ = (
@@ -40,6 +41,7 @@ class Exchange:
         "_stopping",
         "body_pending",
         "client_gone",
+        "fault",
         "finished",
         "outcome",
         "started",
@@ -63,6 +65,13 @@ class Exchange:
         self.finished = False
         self.status = 0
         self.outcome: str | None = None
+        self.fault: str | None = None
+        """The id of the fault rule that fired for this request, if one did."""
+
+    @property
+    def server_send(self) -> Send:
+        """The server's own ``send``, for reaching its transport (`_transport`)."""
+        return self._send
 
     async def receive(self) -> Message:
         message = await self._receive()

@@ -1,11 +1,10 @@
-"""Failure injection: fail the next N requests, or every request for a while."""
+"""The seed failure modes: fail the next N ``GET /msg``, or every one for a while."""
 
 from __future__ import annotations
 
-import math
-
 import attrs
-import trio
+
+from ._fault_rules import FaultPlan, FaultRule, Match, StatusAction
 
 MAX_FAIL_COUNT = 1_000_000
 MAX_FAIL_SECONDS = 86_400.0
@@ -22,55 +21,68 @@ class FailureStatus:
     failures_injected: int
 
 
-@attrs.define(eq=False)
+INDUCED_FAILURE = {"detail": "Induced server failure"}
+"""The body of an injected failure unless a rule gives its own."""
+MESSAGE_ROUTE = Match(methods=frozenset({"GET"}), path="/msg")
+
+
 class FailureInjector:
-    """Decides, request by request, whether to fail on purpose.
+    """The ``/fail`` modes: fail ``GET /msg`` with ``500 {"detail": "Induced server
+    failure"}``, for the next N requests or for a while.
 
     Two modes run side by side and either one fails a request: *count* fails the
     next N requests checked (each failure uses one up), *duration* fails every
     request until a moment on trio time. The count is used first, so a count set
     during a failing period still fails N requests of its own. Setting a mode
     replaces its previous value; `reset` clears both modes but keeps the totals.
+
+    Each mode is a pinned rule of the server's `FaultPlan` (ids ``fail-count`` and
+    ``fail-duration``), checked before every other rule, so the requests they fail
+    are decided, counted and journaled like any rule's.
     """
 
-    _count: int = 0
-    _until: float = -math.inf
-    _requests_seen: int = 0
-    _failures_injected: int = 0
+    def __init__(self, plan: FaultPlan) -> None:
+        self._plan = plan
+        self._count = plan.add(self._mode("fail-count"))
+        self._duration = plan.add(self._mode("fail-duration"))
+
+    @staticmethod
+    def _mode(rule_id: str) -> FaultRule:
+        return FaultRule(
+            id=rule_id,
+            match=MESSAGE_ROUTE,
+            action=StatusAction(500, body=INDUCED_FAILURE),
+            times=0,
+            pinned=True,
+        )
 
     def fail_next(self, count: int) -> None:
         """Fail the next ``count`` requests (0 turns count mode off)."""
         if not 0 <= count <= MAX_FAIL_COUNT:
             raise ValueError(f"count must be between 0 and {MAX_FAIL_COUNT}")
-        self._count = count
+        self._plan.rearm(self._count, count, None)
 
     def fail_for(self, seconds: float) -> None:
         """Fail every request for the next ``seconds`` (0 turns duration mode off)."""
         if not 0 <= seconds <= MAX_FAIL_SECONDS:
             raise ValueError(f"seconds must be between 0 and {MAX_FAIL_SECONDS:g}")
-        self._until = trio.current_time() + seconds
+        self._plan.rearm(self._duration, None, seconds)
 
     def reset(self) -> None:
         """Turn both modes off."""
-        self._count = 0
-        self._until = -math.inf
-
-    def should_fail(self) -> bool:
-        """Count one request and say whether it must fail."""
-        self._requests_seen += 1
-        if self._count > 0:
-            self._count -= 1
-        elif trio.current_time() >= self._until:
-            return False
-        self._failures_injected += 1
-        return True
+        self._plan.remove(self._count.id)
+        self._plan.remove(self._duration.id)
 
     def status(self) -> FailureStatus:
-        remaining = max(0.0, self._until - trio.current_time())
+        now = self._plan.now()
+        count = self._count.remaining or 0
+        remaining = 0.0
+        if self._duration.live(now):
+            remaining = max(0.0, self._duration.expires_at - now)
         return FailureStatus(
-            count_remaining=self._count,
+            count_remaining=count,
             duration_remaining_seconds=remaining,
-            failing=self._count > 0 or remaining > 0,
-            requests_seen=self._requests_seen,
-            failures_injected=self._failures_injected,
+            failing=count > 0 or remaining > 0,
+            requests_seen=self._count.matched,
+            failures_injected=self._count.fired + self._duration.fired,
         )

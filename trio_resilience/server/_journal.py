@@ -22,8 +22,6 @@ import trio
 
 from .._validation import check_int
 
-SCOPE_HEADER = b"x-fault-scope"
-
 
 @attrs.frozen(kw_only=True)
 class JournalEntry:
@@ -36,7 +34,8 @@ class JournalEntry:
     query: str
     request_id: str
     scope: str | None
-    status: int
+    status: int | None
+    """The status answered; None when no response was sent (a reset or close)."""
     outcome: str
     fault: str | None = None
     """The id of the fault rule that matched, if any."""

@@ -1,11 +1,11 @@
 """ASGI middleware, outermost first: connection -> errors -> request log -> guards
--> timeout -> concurrency.
+-> timeout -> concurrency -> faults.
 
 Each layer is a small ASGI app wrapping the next one and adds one concern, so the
 order in `wrap` reads as the order a request goes through them. Non-HTTP scopes
 (the lifespan protocol) pass straight through. The connection layer lives in
 `_connections`, the guards in `_guards`; the others read the `Exchange` from the
-scope.
+scope. The fault layer lives in `_fault_layer`.
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ import trio
 
 from ..limiters import acquire_on_behalf_of_within
 from ._asgi import (
+    CONTROL_PREFIXES,
     EXCHANGE_KEY,
     REQUEST_ID_KEY,
+    SCOPE_HEADER,
     SLOT_KEY,
     ASGIApp,
     Message,
@@ -31,26 +33,19 @@ from ._asgi import (
     header,
 )
 from ._connections import ConnectionMiddleware, Exchange
+from ._fault_layer import FaultMiddleware
+from ._fault_rules import FaultPlan
 from ._guards import GuardMiddleware, GuardPolicy
-from ._journal import SCOPE_HEADER, JournalEntry, RequestJournal
+from ._journal import JournalEntry, RequestJournal
 from ._logging import get_logger
 from ._settings import ServerSettings
 
 REQUEST_ID_HEADER = b"x-request-id"
 PROCESS_TIME_HEADER = b"x-process-time"
-# Paths never held back by the concurrency limit: a saturated server must still
-# answer health checks and let a test switch its failure injection off.
-UNLIMITED_PREFIXES = (
-    "/health",
-    "/requests",
-    "/fail/",
-    "/openapi.json",
-    "/docs",
-    "/redoc",
-    "/scalar",
-)
 CLIENT_CLOSED = 499
 """Logged for a request whose client hung up before any response (nginx's code)."""
+NO_RESPONSE_OUTCOMES = frozenset({"reset", "closed"})
+"""Faults that end a request with no response at all: its status is None."""
 
 
 async def send_json(
@@ -123,7 +118,11 @@ class RequestLoggingMiddleware:
       convention) unless a response had already started;
     - ``cancelled``: the server cut the request short at the end of its shutdown
       grace period;
-    - ``error``: an unexpected exception ended the request (a 500).
+    - ``error``: an unexpected exception ended the request (a 500);
+    - ``reset``, ``closed``, ``truncated``: a fault rule dropped the connection
+      (status None: no response) or cut the body short.
+
+    A request a fault rule fired for also has ``fault``, the rule's id.
 
     A request that ended without a response started is logged with status 500
     (Hypercorn answers it so if the connection is still there), or 499.
@@ -166,6 +165,7 @@ class RequestLoggingMiddleware:
                 exchange.outcome = "cancelled"
             status, outcome = _status_and_outcome(exchange)
             duration_ms = round((trio.current_time() - start) * 1000, 3)
+            extra = {} if exchange.fault is None else {"fault": exchange.fault}
             self.log.info(
                 "request",
                 method=scope["method"],
@@ -174,9 +174,12 @@ class RequestLoggingMiddleware:
                 outcome=outcome,
                 duration_ms=duration_ms,
                 request_id=request_id,
+                **extra,
             )
             if self.journal is not None:
-                self._record(scope, start, request_id, status, outcome, duration_ms)
+                self._record(
+                    scope, start, request_id, status, outcome, duration_ms, exchange
+                )
         return None
 
     def _record(
@@ -184,9 +187,10 @@ class RequestLoggingMiddleware:
         scope: Scope,
         start: float,
         request_id: str,
-        status: int,
+        status: int | None,
         outcome: str,
         duration_ms: float,
+        exchange: Exchange,
     ) -> None:
         assert self.journal is not None
         given_scope = header(scope, SCOPE_HEADER)
@@ -200,12 +204,15 @@ class RequestLoggingMiddleware:
                 scope=None if given_scope is None else given_scope.decode("latin-1"),
                 status=status,
                 outcome=outcome,
+                fault=exchange.fault,
                 duration_ms=duration_ms,
             )
         )
 
 
-def _status_and_outcome(exchange: Exchange) -> tuple[int, str]:
+def _status_and_outcome(exchange: Exchange) -> tuple[int | None, str]:
+    if exchange.outcome in NO_RESPONSE_OUTCOMES:
+        return None, exchange.outcome
     if exchange.client_gone:
         return (exchange.status if exchange.started else CLIENT_CLOSED), "client_closed"
     # A response that never started is answered 500 (by the layer above, or by
@@ -256,7 +263,7 @@ class ConcurrencyMiddleware:
     A request waits for a slot in arrival order, for at most ``queue_timeout``
     seconds (None: until the request's own deadline, enforced by the timeout layer
     above); one that gets no slot in time is answered 503 with ``Retry-After``.
-    Control paths (`UNLIMITED_PREFIXES`) are never held back.
+    Control paths (`CONTROL_PREFIXES`) are never held back.
     """
 
     def __init__(
@@ -267,7 +274,7 @@ class ConcurrencyMiddleware:
         self.queue_timeout = math.inf if queue_timeout is None else queue_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(UNLIMITED_PREFIXES):
+        if scope["type"] != "http" or scope["path"].startswith(CONTROL_PREFIXES):
             return await self.app(scope, receive, send)
         borrower = object()
         scope[SLOT_KEY] = False
@@ -294,6 +301,7 @@ def wrap(
     stopping: Callable[[], bool] | None = None,
     settings: ServerSettings | None = None,
     journal: RequestJournal | None = None,
+    plan: FaultPlan | None = None,
 ) -> ASGIApp:
     """The application wrapped in every layer, outermost first.
 
@@ -303,6 +311,7 @@ def wrap(
     default `ServerSettings()`); they sit inside the request log, so refusals are
     logged, and outside the timeout and concurrency layers, so a refused request
     never takes a slot. Every finished request is recorded in ``journal``, if given.
+    The rules of ``plan``, if given, apply just inside the concurrency limit.
     """
     policy = GuardPolicy.from_settings(
         ServerSettings() if settings is None else settings
@@ -311,7 +320,12 @@ def wrap(
         RequestLoggingMiddleware(
             GuardMiddleware(
                 TimeoutMiddleware(
-                    ConcurrencyMiddleware(app, limiter, queue_timeout), timeout
+                    ConcurrencyMiddleware(
+                        app if plan is None else FaultMiddleware(app, plan),
+                        limiter,
+                        queue_timeout,
+                    ),
+                    timeout,
                 ),
                 policy,
             ),

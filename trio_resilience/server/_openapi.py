@@ -12,7 +12,7 @@ on, so no route has to repeat it:
   declared JSON); a documented request body is marked required;
 - with a ``control_token``: 401 on every method but GET, HEAD and OPTIONS, and the
   bearer security scheme;
-- every path the concurrency limit applies to (all but `UNLIMITED_PREFIXES`): 503
+- every path the concurrency limit applies to (all but `CONTROL_PREFIXES`): 503
   with ``Retry-After`` (no slot in time) and 504 (``request_timeout`` ran out).
 
 A status the route documents itself keeps its schema; the shared description is
@@ -36,8 +36,8 @@ from pydantic import TypeAdapter
 from quart_schema import OpenAPIProvider
 from werkzeug.routing.rules import Rule
 
+from ._asgi import CONTROL_PREFIXES
 from ._guards import BODY_METHODS, SAFE_METHODS
-from ._middleware import UNLIMITED_PREFIXES
 from ._responses import ErrorDetail
 from ._settings import ServerSettings
 from ._state import ResilienceTestApp
@@ -160,7 +160,7 @@ class SharedResponse:
 
 
 def _limited(path: str, method: str, operation: dict[str, Any]) -> bool:
-    return not path.startswith(UNLIMITED_PREFIXES)
+    return not path.startswith(CONTROL_PREFIXES)
 
 
 def shared_responses(settings: ServerSettings) -> tuple[SharedResponse, ...]:
@@ -269,6 +269,9 @@ def complete_operation(
         operation["requestBody"]["required"] = True
     if control_token and method not in SAFE_METHODS:
         operation["security"] = [{CONTROL_TOKEN_SCHEME: []}]
+    # Range keys ("5XX", see `document_content_response`) are strings: every key
+    # becomes one, so that the document's keys can be sorted.
+    operation["responses"] = {str(status): r for status, r in responses.items()}
 
 
 class ResilienceOpenAPIProvider(OpenAPIProvider):
@@ -318,6 +321,8 @@ class ResilienceOpenAPIProvider(OpenAPIProvider):
                 responses = operation["responses"]
                 for status, description in empty.items():
                     responses.setdefault(status, {"description": description})
+                for status, response in getattr(func, _CONTENT_RESPONSES, {}).items():
+                    responses.setdefault(status, copy.deepcopy(response))
                 for status, named in headers.items():
                     if status in responses:
                         response = responses[status]
@@ -332,3 +337,41 @@ def _merged(
     replaced = {(p["in"], p["name"]) for p in documented}
     kept = [p for p in generated if (p["in"], p["name"]) not in replaced]
     return [*kept, *copy.deepcopy(documented)]
+
+
+_CONTENT_RESPONSES = "_trio_resilience_content_responses"
+
+
+def document_content_response(
+    status: int | str,
+    *,
+    description: str,
+    content: Mapping[str, Schema | None],
+    headers: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Callable[[F], F]:
+    """Document a response that quart-schema's ``document_response`` cannot.
+
+    That is, one with media types other than JSON, or several (``content`` maps
+    each to its schema; None for none, as for binary content), or a status range:
+    ``"2XX"`` to ``"5XX"`` or ``"default"``, for a status the caller chooses (an
+    exact status documented too takes precedence, as OpenAPI says). ``headers``
+    are OpenAPI header objects by name. A status quart-schema documents for the
+    route keeps quart-schema's response. Schemas are inlined: a model here must not
+    nest others (their ``$defs`` would not resolve).
+    """
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {
+            media_type: {} if schema is None else {"schema": _json_schema(schema)}
+            for media_type, schema in content.items()
+        },
+    }
+    if headers:
+        response["headers"] = {name: dict(header) for name, header in headers.items()}
+
+    def decorate(func: F) -> F:
+        given: dict[int | str, dict[str, Any]] = getattr(func, _CONTENT_RESPONSES, {})
+        setattr(func, _CONTENT_RESPONSES, {**given, status: response})
+        return func
+
+    return decorate

@@ -36,6 +36,17 @@ class ValidationErrorDetail(BaseModel):
     )
 
 
+class ScopeQuery(BaseModel, extra="forbid"):
+    """``?scope=``: only what belongs to one scope (the X-Fault-Scope header)."""
+
+    scope: str | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="Only this scope's (its X-Fault-Scope header).",
+    )
+
+
 def validation_detail(error: ValidationError, *prefix: str) -> ValidationErrorDetail:
     """pydantic errors as a 422 body, each ``loc`` starting with ``prefix``."""
     return ValidationErrorDetail(

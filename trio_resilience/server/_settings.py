@@ -139,6 +139,9 @@ class ServerSettings(BaseModel):
     journal_size: int = Field(
         1000, ge=1, le=1_000_000, description="Requests kept by the request journal."
     )
+    max_fault_rules: int = Field(
+        1000, ge=1, le=100_000, description="Fault rules kept at once (POST /faults)."
+    )
     keep_alive_timeout: float = Field(
         5.0,
         gt=0,

@@ -10,6 +10,7 @@ from quart import current_app
 from quart_trio import QuartTrio
 
 from ..jobs import JobQueue
+from ._fault_rules import FaultPlan
 from ._faults import FailureInjector
 from ._idempotency import SingleFlight, TTLCache
 from ._journal import RequestJournal
@@ -22,7 +23,11 @@ class ServerState:
     """What one running app holds: settings, failure injection, idempotent answers."""
 
     settings: ServerSettings
-    faults: FailureInjector = attrs.field(factory=FailureInjector)
+    plan: FaultPlan = attrs.field(init=False)
+    """The fault rules (``/faults``), checked on every request outside the
+    control routes."""
+    faults: FailureInjector = attrs.field(init=False)
+    """The ``/fail`` modes, two pinned rules of ``plan``."""
     messages: SingleFlight[str, str] = attrs.field(init=False)
     limiter: trio.CapacityLimiter = attrs.field(init=False)
     journal: RequestJournal = attrs.field(init=False)
@@ -35,6 +40,8 @@ class ServerState:
     carries ``Connection: close`` and ends its connection."""
 
     def __attrs_post_init__(self) -> None:
+        self.plan = FaultPlan(self.settings.max_fault_rules)
+        self.faults = FailureInjector(self.plan)
         self.messages = SingleFlight(self.new_cache())
         self.limiter = trio.CapacityLimiter(self.settings.max_concurrency)
         self.journal = RequestJournal(self.settings.journal_size)

@@ -99,7 +99,8 @@ def _parse_query() -> MessageQuery | Response:
 async def get_message() -> Response:
     """A new message id after an optional delay.
 
-    Processing order: injected failure (wins over a cached answer; 500), then the
+    Processing order: an injected failure (``/fail`` or a fault rule, checked
+    before the route: it wins over a bad query and over a cached answer), then the
     idempotency cache for ``X-Request-ID`` (concurrent duplicates share one
     answer, replays carry ``Idempotent-Replayed: true``), then the delay. The
     server's ``request_timeout`` (30 s by default) counts from the request's
@@ -113,8 +114,6 @@ async def get_message() -> Response:
     if (problem := request_id_problem(request_id)) is not None:
         return problem
     state = server_state()
-    if state.faults.should_fail():
-        return json_response({"detail": "Induced server failure"}, 500)
     delay = query.delay / 1000
 
     async def new_message() -> str:

@@ -7,7 +7,7 @@ from quart import Blueprint, Response
 from quart_schema import document_querystring, document_response, tag
 
 from .._openapi import document_empty_response
-from .._responses import ValidationErrorDetail, json_response, parse_query
+from .._responses import ScopeQuery, ValidationErrorDetail, json_response, parse_query
 from .._state import server_state
 
 blueprint = Blueprint("requests", __name__, url_prefix="/requests")
@@ -25,12 +25,6 @@ class JournalQuery(BaseModel, extra="forbid"):
     )
 
 
-class ScopeQuery(BaseModel, extra="forbid"):
-    scope: str | None = Field(
-        None, min_length=1, max_length=256, description="Only this scope's requests."
-    )
-
-
 class JournalEntryView(BaseModel):
     at: float = Field(description="Arrival, Unix seconds on the server's clock.")
     method: str
@@ -38,8 +32,18 @@ class JournalEntryView(BaseModel):
     query: str = Field(description="The raw query string.")
     request_id: str
     scope: str | None = Field(description="The request's X-Fault-Scope, if any.")
-    status: int = Field(description="The status answered (499: the client left).")
-    outcome: str = Field(description="ok, timeout, shed, refused, error, ...")
+    status: int | None = Field(
+        description=(
+            "The status answered (499: the client left; null: no response, the "
+            "connection was reset or closed by a fault rule)."
+        )
+    )
+    outcome: str = Field(
+        description=(
+            "ok, timeout, shed, refused, client_closed, cancelled, error, or a "
+            "fault's reset, closed, truncated."
+        )
+    )
     fault: str | None = Field(description="The id of the fault rule that matched.")
     duration_ms: float
 

@@ -1,0 +1,477 @@
+"""Fault rules: which requests fail on purpose, and how (the model of ``/faults``).
+
+A `FaultRule` pairs a `Match` (method, path exact or glob, scope, headers) with one
+action and a budget (``times``, ``duration_seconds``, ``probability`` with a seed).
+A `FaultPlan` holds the rules and answers, for each request, which rule fires: the
+oldest live rule whose match accepts the request and whose dice (if any) say yes.
+
+The check runs on every request outside the control routes, so it is built to cost
+next to nothing when no rule applies: rules are indexed by scope and then by exact
+path, so a request only looks at the rules of its own path and scope plus those with
+a glob (or no) path; a rule leaves the index once spent or expired.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+import re
+import secrets
+from collections.abc import Iterable, Iterator, Sequence
+from fnmatch import translate
+from typing import Any
+
+import attrs
+import trio
+
+from .._runbound import RunBound, current_run
+from ._asgi import SCOPE_HEADER, find_header
+
+GLOB_CHARACTERS = frozenset("*?[")
+
+
+def is_glob(path: str) -> bool:
+    """Whether ``path`` is a glob (``*``, ``?`` or ``[...]``) rather than exact."""
+    return not GLOB_CHARACTERS.isdisjoint(path)
+
+
+def _glob_prefix(path: str) -> str:
+    for index, character in enumerate(path):
+        if character in GLOB_CHARACTERS:
+            return path[:index]
+    return path
+
+
+@attrs.frozen
+class Match:
+    """Which requests a rule applies to; every field given must match.
+
+    ``methods`` None: any method. ``path`` None: any path; a path holding ``*``,
+    ``?`` or ``[...]`` is a glob where ``*`` matches any characters, ``/``
+    included. ``scope`` None: every request, else only requests whose
+    ``X-Fault-Scope`` header is exactly ``scope``. ``headers``: (lower-case name,
+    value) pairs the request must carry, values compared exactly.
+    """
+
+    methods: frozenset[str] | None = None
+    path: str | None = None
+    scope: str | None = None
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    _pattern: re.Pattern[str] | None = attrs.field(init=False, eq=False, repr=False)
+    _prefix: str = attrs.field(init=False, eq=False, repr=False)
+
+    @_pattern.default
+    def _compile(self) -> re.Pattern[str] | None:
+        if self.path is None or not is_glob(self.path):
+            return None
+        return re.compile(translate(self.path))
+
+    @_prefix.default
+    def _literal_prefix(self) -> str:
+        return "" if self.path is None else _glob_prefix(self.path)
+
+    @property
+    def exact_path(self) -> str | None:
+        """The path when it is exact (not a glob), else None."""
+        return self.path if self._pattern is None else None
+
+    def accepts(
+        self, method: str, path: str, headers: Iterable[tuple[bytes, bytes]]
+    ) -> bool:
+        """Whether a request of ``method`` to ``path`` with ``headers`` matches,
+        its scope aside (the plan's index has already chosen by scope and, for an
+        exact path, by path)."""
+        if self.methods is not None and method not in self.methods:
+            return False
+        pattern = self._pattern
+        if pattern is not None and not (
+            path.startswith(self._prefix) and pattern.match(path)
+        ):
+            return False
+        if self.headers:
+            given = {(name.lower(), value) for name, value in headers}
+            return all(pair in given for pair in self.headers)
+        return True
+
+
+@attrs.frozen
+class StatusAction:
+    """Answer ``status`` (with ``Retry-After`` and a JSON body), skipping the route."""
+
+    status: int
+    retry_after: int | str | None = None
+    body: Any = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "retry_after": self.retry_after,
+            "body": self.body,
+        }
+
+
+@attrs.frozen
+class DelayAction:
+    """Wait ``delay_ms`` plus up to ``jitter_ms`` (drawn from the rule's generator),
+    then run the route as usual."""
+
+    delay_ms: int
+    jitter_ms: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"delay_ms": self.delay_ms, "jitter_ms": self.jitter_ms}
+
+
+@attrs.frozen
+class ConnectionAction:
+    """End the connection without a response: ``"reset"`` (a TCP RST), ``"close"``
+    (an orderly close), or ``"hang"`` (keep it open, answer nothing, until the
+    client leaves or the request times out)."""
+
+    kind: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {self.kind: True}
+
+
+@attrs.frozen
+class DripAction:
+    """Run the route, then send its body a byte at a time over ``drip_ms``."""
+
+    drip_ms: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"drip_ms": self.drip_ms}
+
+
+@attrs.frozen
+class TruncateAction:
+    """Run the route, promise its whole body in ``Content-Length``, send half of it
+    and close the connection."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"truncate": True}
+
+
+@attrs.frozen
+class CommitThenFailAction:
+    """Run the route (its side effect happens), then answer ``status`` instead."""
+
+    status: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"commit_then_fail": self.status}
+
+
+Action = (
+    StatusAction
+    | DelayAction
+    | ConnectionAction
+    | DripAction
+    | TruncateAction
+    | CommitThenFailAction
+)
+
+
+@attrs.define(eq=False)
+class FaultRule:
+    """One rule and its budget; `decide` is asked once per matching request.
+
+    ``times`` (None: unlimited) is used up one per firing; ``duration_seconds``
+    (None: forever) ends the rule that long after it was created; with
+    ``probability`` below 1 the rule's own generator, seeded with ``seed``, decides
+    each time, so the same requests in the same order fire the same way. A rule
+    that declines by chance lets the next matching rule decide.
+    """
+
+    id: str
+    match: Match
+    action: Action
+    times: int | None = None
+    duration_seconds: float | None = None
+    probability: float = 1.0
+    seed: int = attrs.field(factory=lambda: secrets.randbits(32))
+    pinned: bool = False
+    """Kept in its plan when spent, to be re-armed (the ``/fail`` modes)."""
+    order: int = 0
+    """Position among the plan's rules; lower is checked first. Set by the plan."""
+    remaining: int | None = attrs.field(init=False)
+    expires_at: float = attrs.field(init=False)
+    rng: random.Random = attrs.field(init=False)
+    matched: int = attrs.field(init=False, default=0)
+    """Requests that matched, fired or not."""
+    fired: int = attrs.field(init=False, default=0)
+
+    def __attrs_post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        self.rearm(self.times, self.duration_seconds)
+
+    def rearm(self, times: int | None, duration_seconds: float | None) -> None:
+        """Give the rule a new budget, counted from now."""
+        self.times = self.remaining = times
+        self.duration_seconds = duration_seconds
+        if duration_seconds is None:
+            self.expires_at = math.inf  # no clock read: rules are made outside runs too
+        else:
+            self.expires_at = trio.current_time() + duration_seconds
+
+    def live(self, now: float) -> bool:
+        """Whether the rule can still fire."""
+        return (self.remaining is None or self.remaining > 0) and now < self.expires_at
+
+    def decide(self, now: float) -> bool:
+        """Count a matching request; say (and count) whether the rule fires for it."""
+        self.matched += 1
+        if not self.live(now):
+            return False
+        if self.probability < 1.0 and self.rng.random() >= self.probability:
+            return False
+        if self.remaining is not None:
+            self.remaining -= 1
+        self.fired += 1
+        return True
+
+    def jitter_seconds(self, jitter_ms: int) -> float:
+        """A delay of 0 to ``jitter_ms`` milliseconds, from the rule's generator."""
+        return self.rng.uniform(0, jitter_ms) / 1000 if jitter_ms else 0.0
+
+    def to_json(self, now: float) -> dict[str, Any]:
+        """The rule as ``GET /faults`` serves it."""
+        methods = self.match.methods
+        return {
+            "id": self.id,
+            "match": {
+                "method": None if methods is None else sorted(methods),
+                "path": self.match.path,
+                "scope": self.match.scope,
+                "headers": {
+                    name.decode("latin-1"): value.decode("latin-1")
+                    for name, value in self.match.headers
+                },
+            },
+            "action": self.action.to_json(),
+            "times": self.times,
+            "duration_seconds": self.duration_seconds,
+            "probability": self.probability,
+            "seed": self.seed,
+            "remaining": self.remaining,
+            "remaining_seconds": (
+                None
+                if self.duration_seconds is None
+                else max(0.0, self.expires_at - now)
+            ),
+            "matched": self.matched,
+            "fired": self.fired,
+            "live": self.live(now),
+        }
+
+
+class TooManyRules(Exception):
+    """The plan holds ``max_rules`` live rules already."""
+
+
+def _order(rule: FaultRule) -> int:
+    return rule.order
+
+
+@attrs.define(eq=False)
+class _Bucket:
+    """The indexed rules of one scope: by exact path, and the rest (globs, any)."""
+
+    exact: dict[str, list[FaultRule]] = attrs.field(factory=dict)
+    others: list[FaultRule] = attrs.field(factory=list)
+
+    def lists(self, path: str) -> Iterator[list[FaultRule]]:
+        found = self.exact.get(path)
+        if found:
+            yield found
+        if self.others:
+            yield self.others
+
+    def add(self, rule: FaultRule) -> None:
+        path = rule.match.exact_path
+        target = self.others if path is None else self.exact.setdefault(path, [])
+        target.append(rule)
+        target.sort(key=_order)
+
+    def discard(self, rule: FaultRule) -> bool:
+        """Take ``rule`` out; False if it was not here."""
+        path = rule.match.exact_path
+        target = self.others if path is None else self.exact.get(path, [])
+        if rule not in target:
+            return False
+        target.remove(rule)
+        if path is not None and not target:
+            del self.exact[path]
+        return True
+
+    def __bool__(self) -> bool:
+        return bool(self.exact or self.others)
+
+
+class FaultPlan(RunBound):
+    """The rules of one server, oldest first, and the index that finds them.
+
+    At most ``max_rules`` rules are kept: adding one to a full plan first forgets
+    the oldest spent or expired rules, and raises `TooManyRules` if every rule is
+    still live. Pinned rules (`FailureInjector`'s) are always checked first and do
+    not count.
+
+    Rule deadlines are trio times, so the plan belongs to one `trio.run`: used in
+    another (an app served twice), it starts empty, pinned rules switched off.
+    """
+
+    def __init__(self, max_rules: int) -> None:
+        self._run = None
+        self.max_rules = max_rules
+        self._rules: dict[str, FaultRule] = {}
+        self._index: dict[str | None, _Bucket] = {}
+        self._indexed = 0
+        self._unpinned = 0
+        self._next_order = 0
+        self._next_pinned_order = -1_000_000
+
+    def __len__(self) -> int:
+        """How many rules are stored, pinned ones aside."""
+        return self._unpinned
+
+    def _start_run(self) -> None:
+        self.clear()
+
+    def now(self) -> float:
+        """The plan's clock, trio time (a plan first used in a new run starts over)."""
+        if current_run() is not self._run:
+            self._enter_run()
+        return trio.current_time()
+
+    def add(self, rule: FaultRule) -> FaultRule:
+        """Store and index ``rule`` as the newest one (pinned: before all others)."""
+        if current_run() is not self._run:
+            self._enter_run()
+        if rule.id in self._rules:
+            raise ValueError(f"a fault rule with id {rule.id!r} exists already")
+        if rule.pinned:
+            rule.order = self._next_pinned_order
+            self._next_pinned_order += 1
+        else:
+            self._make_room(trio.current_time())
+            rule.order = self._next_order
+            self._next_order += 1
+            self._unpinned += 1
+        self._rules[rule.id] = rule
+        self._reindex(rule)
+        return rule
+
+    def _make_room(self, now: float) -> None:
+        if len(self) < self.max_rules:
+            return
+        for rule in [r for r in self._rules.values() if not r.pinned]:
+            if not rule.live(now):
+                self._forget(rule)
+                if len(self) < self.max_rules:
+                    return
+        raise TooManyRules(
+            f"at most {self.max_rules} fault rules can be live at once; "
+            "delete some first (DELETE /faults)"
+        )
+
+    def get(self, rule_id: str) -> FaultRule | None:
+        return self._rules.get(rule_id)
+
+    def rules(self, scope: str | None = None) -> list[FaultRule]:
+        """Every stored rule, oldest first (pinned ones only while live), or only
+        those of ``scope``."""
+        now = self.now()
+        return [
+            rule
+            for rule in sorted(self._rules.values(), key=_order)
+            if (not rule.pinned or rule.live(now))
+            and (scope is None or rule.match.scope == scope)
+        ]
+
+    def remove(self, rule_id: str) -> bool:
+        """Delete a rule (a pinned one is switched off instead); False if unknown."""
+        rule = self._rules.get(rule_id)
+        if rule is None:
+            return False
+        self._forget(rule)
+        return True
+
+    def clear(self, scope: str | None = None) -> None:
+        """Delete every rule, or only those whose match names ``scope``."""
+        for rule in list(self._rules.values()):
+            if scope is None or rule.match.scope == scope:
+                self._forget(rule)
+
+    def _forget(self, rule: FaultRule) -> None:
+        if rule.pinned:
+            rule.rearm(0, None)
+            return
+        self._unindex(rule)
+        del self._rules[rule.id]
+        self._unpinned -= 1
+
+    def _reindex(self, rule: FaultRule) -> None:
+        """Put ``rule`` in the index (again) if it can fire, after a re-arm."""
+        self._unindex(rule)
+        bucket = self._index.setdefault(rule.match.scope, _Bucket())
+        bucket.add(rule)
+        self._indexed += 1
+
+    def rearm(
+        self, rule: FaultRule, times: int | None, duration_seconds: float | None
+    ) -> None:
+        """Re-arm a stored rule with a new budget (see `FaultRule.rearm`)."""
+        if current_run() is not self._run:
+            self._enter_run()
+        rule.rearm(times, duration_seconds)
+        self._reindex(rule)
+
+    def _unindex(self, rule: FaultRule) -> None:
+        bucket = self._index.get(rule.match.scope)
+        if bucket is None or not bucket.discard(rule):
+            return
+        self._indexed -= 1
+        if not bucket:
+            del self._index[rule.match.scope]
+
+    def check(
+        self, method: str, path: str, headers: Sequence[tuple[bytes, bytes]]
+    ) -> FaultRule | None:
+        """The rule that fires for this request, if any (its budget is used).
+
+        The request's scope is its ``X-Fault-Scope`` header, looked up only when
+        some rule has a scope.
+        """
+        if not self._indexed:
+            return None
+        if current_run() is not self._run:
+            self._enter_run()
+        lists: list[list[FaultRule]] = []
+        unscoped = self._index.get(None)
+        if unscoped is not None:
+            lists.extend(unscoped.lists(path))
+        if len(self._index) > (unscoped is not None):
+            given = find_header(headers, SCOPE_HEADER)
+            scoped = None if given is None else self._index.get(given.decode("latin-1"))
+            if scoped is not None:
+                lists.extend(scoped.lists(path))
+        if not lists:
+            return None
+        candidates: Iterable[FaultRule] = (
+            lists[0] if len(lists) == 1 else heapq.merge(*lists, key=_order)
+        )
+        now = trio.current_time()
+        spent: list[FaultRule] = []
+        fired: FaultRule | None = None
+        for rule in candidates:
+            if rule.match.accepts(method, path, headers) and rule.decide(now):
+                fired = rule
+            if not rule.pinned and not rule.live(now):
+                spent.append(rule)  # used up just now, or expired
+            if fired is not None:
+                break
+        for rule in spent:
+            self._unindex(rule)
+        return fired
