@@ -93,7 +93,11 @@ def test_subpackage_contracts() -> None:
         "hypercorn_config",
         "serve_forever",
     }
-    assert set(testing.__all__) == {"serve_in_background"}
+    assert set(testing.__all__) == {
+        "FaultClient",
+        "FaultRuleError",
+        "serve_in_background",
+    }
     assert {
         "JobQueue",
         "JobContext",

@@ -8,10 +8,20 @@ port in a nursery it owns, and yields its base URL once it accepts connections::
             await client.post("/fail/count/2")
             ...
 
+`FaultClient` adds fault rules to a server and reads its request journal::
+
+    faults = FaultClient(base_url)
+    await faults.add(method="GET", path="/msg", status=503, retry_after=1, times=2)
+    ...
+    attempts = await faults.requests()
+
 Installing the package also registers a pytest plugin with a ``resilience_server``
-fixture (for pytest-trio) that does the same for one test.
+fixture (for pytest-trio) that does the same for one test, and a
+``resilience_faults`` fixture: a `FaultClient` for that server.
 """
 
+from ._faults import FaultClient as FaultClient
+from ._faults import FaultRuleError as FaultRuleError
 from ._server import serve_in_background as serve_in_background
 
-__all__ = ["serve_in_background"]
+__all__ = ["FaultClient", "FaultRuleError", "serve_in_background"]

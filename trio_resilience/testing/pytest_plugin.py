@@ -9,6 +9,8 @@ Fixtures, for tests run by pytest-trio:
     The base URL of a real test server serving for the duration of one test; at
     teardown it shuts down as on SIGTERM (requests still in flight get the grace
     period, idle connections are closed at once).
+``resilience_faults``
+    A `FaultClient` for that server: add fault rules, read the request journal.
 
 The server logs at the settings' ``log_level`` (``ServerSettings(log_level="ERROR")``
 keeps its INFO request lines out of a test's captured output), without touching the
@@ -24,6 +26,7 @@ import pytest
 
 if TYPE_CHECKING:
     from ..server import ServerSettings
+    from ._faults import FaultClient
 
 
 @pytest.fixture
@@ -43,3 +46,17 @@ async def resilience_server(
 
     async with serve_in_background(resilience_server_settings) as base_url:
         yield base_url
+
+
+@pytest.fixture
+def resilience_faults(
+    resilience_server: str, resilience_server_settings: ServerSettings
+) -> FaultClient:
+    """A `FaultClient` for the `resilience_server` of the same test (with its
+    control token, if the settings set one)."""
+    from ._faults import FaultClient
+
+    token = resilience_server_settings.control_token
+    return FaultClient(
+        resilience_server, token=None if token is None else token.get_secret_value()
+    )
