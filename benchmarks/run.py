@@ -63,6 +63,8 @@ BASELINE_NAMES = (
 )
 TARGETS = {
     "server_vs_bare_quart": 0.85,
+    "faulted_vs_ours": 0.9,
+    "faulted_vs_bare_quart": 0.9,
     "client_vs_httpx_c1": 0.9,
     "client_vs_httpx_c10": 0.9,
     "client_vs_httpx_c50": 0.9,

@@ -14,6 +14,8 @@ import trio
 from trio_resilience.server import ServerSettings
 from trio_resilience.testing import serve_in_background
 
+from .conftest import cli_server
+
 INDUCED = {"detail": "Induced server failure"}
 
 
@@ -387,3 +389,36 @@ async def test_the_server_keeps_serving_after_a_dropped_connection(kind: str) ->
                 await client.get("/msg")
         assert (await client.get("/msg")).status_code == 200
         assert (await client.get("/health")).status_code == 200
+
+
+async def test_sigterm_ends_a_hung_request_at_the_end_of_the_grace_period() -> None:
+    """A hang never answers on its own: SIGTERM still stops the server, once the
+    grace period is over, with exit code 0."""
+    env = {"SERVER_SHUTDOWN_GRACE_PERIOD": "1"}
+    outcome: dict[str, Any] = {}
+    async with cli_server(env=env) as cli:
+        async with httpx.AsyncClient(base_url=cli.base_url, timeout=10) as client:
+            await add(client, match={"path": "/msg"}, action={"hang": True})
+
+            async def hang() -> None:
+                try:
+                    outcome["status"] = (await client.get("/msg")).status_code
+                except httpx.HTTPError as error:
+                    outcome["error"] = type(error).__name__
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(hang)
+                with trio.fail_after(5):
+                    while True:
+                        rules = (await client.get("/faults")).json()["rules"]
+                        if rules[0]["fired"]:
+                            break
+                        await trio.sleep(0.01)
+                cli.terminate()
+                start = trio.current_time()
+                with trio.fail_after(10):
+                    code = await cli.process.wait()
+                elapsed = trio.current_time() - start
+    assert code == 0
+    assert elapsed >= 1
+    assert outcome in ({"status": 500}, {"error": "RemoteProtocolError"}), outcome

@@ -76,6 +76,15 @@ class Match:
         """The path when it is exact (not a glob), else None."""
         return self.path if self._pattern is None else None
 
+    @property
+    def segment(self) -> str | None:
+        """For a glob, the first path segment every path it matches has, if its
+        literal start spells the segment out (``/api/*`` -> ``api``); else None."""
+        if self._pattern is None:
+            return None
+        end = self._prefix.find("/", 1)
+        return None if end == -1 else self._prefix[1:end]
+
     def accepts(
         self, method: str, path: str, headers: Iterable[tuple[bytes, bytes]]
     ) -> bool:
@@ -275,39 +284,59 @@ def _order(rule: FaultRule) -> int:
     return rule.order
 
 
+def first_segment(path: str) -> str:
+    """``/api/v1/items`` -> ``api``."""
+    end = path.find("/", 1)
+    return path[1:] if end == -1 else path[1:end]
+
+
 @attrs.define(eq=False)
 class _Bucket:
-    """The indexed rules of one scope: by exact path, and the rest (globs, any)."""
+    """The indexed rules of one scope, each list oldest first: by exact path, globs
+    by the first path segment they spell out, and the rest (no path, or a glob
+    such as ``/*`` or ``/ms?`` that could match any first segment)."""
 
     exact: dict[str, list[FaultRule]] = attrs.field(factory=dict)
-    others: list[FaultRule] = attrs.field(factory=list)
+    globs: dict[str, list[FaultRule]] = attrs.field(factory=dict)
+    wide: list[FaultRule] = attrs.field(factory=list)
 
     def lists(self, path: str) -> Iterator[list[FaultRule]]:
+        """The lists whose rules may match ``path``."""
         found = self.exact.get(path)
         if found:
             yield found
-        if self.others:
-            yield self.others
+        if self.globs and (found := self.globs.get(first_segment(path))):
+            yield found
+        if self.wide:
+            yield self.wide
+
+    def _place(self, rule: FaultRule) -> tuple[dict[str, list[FaultRule]] | None, str]:
+        match = rule.match
+        if (path := match.exact_path) is not None:
+            return self.exact, path
+        if (segment := match.segment) is not None:
+            return self.globs, segment
+        return None, ""
 
     def add(self, rule: FaultRule) -> None:
-        path = rule.match.exact_path
-        target = self.others if path is None else self.exact.setdefault(path, [])
+        table, key = self._place(rule)
+        target = self.wide if table is None else table.setdefault(key, [])
         target.append(rule)
         target.sort(key=_order)
 
     def discard(self, rule: FaultRule) -> bool:
         """Take ``rule`` out; False if it was not here."""
-        path = rule.match.exact_path
-        target = self.others if path is None else self.exact.get(path, [])
+        table, key = self._place(rule)
+        target = self.wide if table is None else table.get(key, [])
         if rule not in target:
             return False
         target.remove(rule)
-        if path is not None and not target:
-            del self.exact[path]
+        if table is not None and not target:
+            del table[key]
         return True
 
     def __bool__(self) -> bool:
-        return bool(self.exact or self.others)
+        return bool(self.exact or self.globs or self.wide)
 
 
 class FaultPlan(RunBound):

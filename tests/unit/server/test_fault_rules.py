@@ -201,3 +201,25 @@ def test_two_trio_runs_do_not_share_rules() -> None:
 
     assert trio.run(add_and_fire) == [None, "r"]
     assert trio.run(add_and_fire) == [None, "r"]
+
+
+async def test_the_oldest_rule_wins_across_exact_glob_and_wide_rules(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The index keeps exact paths, globs by first segment and the rest apart; the
+    order between them is still the age of the rules."""
+    plan = FaultPlan(10)
+    plan.add(rule("glob", Match(path="/api/*"), times=1))
+    plan.add(rule("wide", Match(path="/a?i/*"), times=1))
+    plan.add(rule("exact", Match(path="/api/v1"), times=1))
+    plan.add(rule("any", times=1))
+    assert [fired(plan, path="/api/v1") for _ in range(5)] == [
+        "glob",
+        "wide",
+        "exact",
+        "any",
+        None,
+    ]
+    plan.add(rule("star", Match(path="/*")))
+    assert fired(plan, path="/") == "star"
+    assert fired(plan, path="/apix/1") == "star"  # not taken for /api/*'s segment
