@@ -4,8 +4,9 @@ Every request the server sees is recorded once it ends (method, path, query, req
 id, scope, status, outcome, duration), in a ring buffer of ``journal_size`` entries:
 the oldest entry is dropped first, so memory stays bounded however long the server
 runs. ``at`` is the server's clock as Unix seconds: trio time plus one wall-clock
-offset taken when the first entry is recorded, so the gaps between a client's
-attempts are exact (and exact on virtual time in tests).
+offset taken when the first entry of a `trio.run` is recorded, so the gaps between a
+client's attempts are exact (and exact on virtual time in tests). Each run's clock
+has its own origin, so an app served again in another run takes a new offset.
 
 The scope of a request is its ``X-Fault-Scope`` header: two tests sharing a server
 each read and clear only their own entries.
@@ -20,6 +21,7 @@ from typing import Any
 import attrs
 import trio
 
+from .._runbound import RunBound, current_run
 from .._validation import check_int
 
 
@@ -45,10 +47,11 @@ class JournalEntry:
         return attrs.asdict(self)
 
 
-class RequestJournal:
+class RequestJournal(RunBound):
     """A bounded, scoped record of finished requests (see the module docstring)."""
 
     def __init__(self, size: int) -> None:
+        self._run = None
         self._entries: deque[JournalEntry] = deque(
             maxlen=check_int("size", size, minimum=1)
         )
@@ -66,9 +69,14 @@ class RequestJournal:
 
     def wall_time(self, trio_time: float) -> float:
         """``trio_time`` as Unix seconds, with one offset for the journal's life."""
+        if current_run() is not self._run:
+            self._enter_run()
         if self._offset is None:
             self._offset = time.time() - trio.current_time()
         return trio_time + self._offset
+
+    def _start_run(self) -> None:
+        self._offset = None  # the entries, already in Unix seconds, stay
 
     def record(self, entry: JournalEntry) -> None:
         """Add ``entry``, dropping the oldest one when full."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import trio
 import trio.testing
@@ -62,6 +64,22 @@ async def test_wall_time_keeps_trio_gaps_exact(
     await trio.sleep(1.5)
     second = journal.wall_time(trio.current_time())
     assert second - first == 1.5
+
+
+def test_each_trio_run_takes_its_own_offset() -> None:
+    """A journal used in a second trio.run (whose clock starts elsewhere, here at
+    0 then at 10,000 s) still gives Unix seconds of now."""
+    journal = RequestJournal(5)
+
+    async def stamp() -> float:
+        return journal.wall_time(trio.current_time())
+
+    first = trio.run(stamp, clock=trio.testing.MockClock())
+    clock = trio.testing.MockClock()
+    clock.jump(10_000)
+    second = trio.run(stamp, clock=clock)
+    now = time.time()
+    assert now - 5 < first <= second <= now
 
 
 async def test_requests_are_recorded_and_served(
