@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import trio
+from structlog.testing import capture_logs
 
 from trio_resilience.server import ServerSettings
 from trio_resilience.testing import serve_in_background
@@ -235,6 +236,21 @@ async def test_drip_stops_when_the_client_leaves() -> None:
         entry = await finished(client, "/msg")
         assert entry["outcome"] == "client_closed"
         assert entry["duration_ms"] < 30_000
+
+
+async def test_a_drip_cut_by_the_request_timeout_ends_the_connection() -> None:
+    """The status is out already: the body stays unfinished and the connection
+    closes, so the client sees a short body as short (not as complete)."""
+    with capture_logs() as logged:
+        async with server(request_timeout=0.3) as client:
+            await add(client, match={"path": "/msg"}, action={"drip_ms": 5_000})
+            with pytest.raises(httpx.RemoteProtocolError, match="complete message"):
+                await client.get("/msg")
+            entry = await finished(client, "/msg")
+            assert (entry["status"], entry["outcome"]) == (200, "timeout")
+            await client.delete("/faults")
+            assert (await client.get("/msg")).status_code == 200
+    assert [e["event"] for e in logged if e["log_level"] == "error"] == []
 
 
 async def test_commit_then_fail_with_an_idempotency_key_creates_one_item() -> None:

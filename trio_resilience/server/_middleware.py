@@ -245,9 +245,11 @@ class TimeoutMiddleware:
         if exchange.client_gone:
             return None
         if exchange.started:
-            # Too late to change the status: end the body where it stopped.
+            # Too late to change the status. Ending the body here would pass a
+            # short body off as complete (chunked), or break the framing the
+            # response promised (Content-Length): leave it unfinished instead, so
+            # the server closes the connection and the client sees it cut short.
             exchange.outcome = "timeout"
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
         elif scope.get(SLOT_KEY) is False:
             exchange.outcome = "shed"
             await send_saturated(send)
