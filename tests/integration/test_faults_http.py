@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import trio
+import urllib3
 from structlog.testing import capture_logs
 
 from trio_resilience.server import ServerSettings
@@ -438,3 +439,31 @@ async def test_sigterm_ends_a_hung_request_at_the_end_of_the_grace_period() -> N
     assert code == 0
     assert elapsed >= 1
     assert outcome in ({"status": 500}, {"error": "RemoteProtocolError"}), outcome
+
+
+@pytest.mark.parametrize(
+    ("action", "seen"),
+    [
+        ({"reset": True}, "ConnectionResetError"),
+        ({"close": True}, "RemoteDisconnected"),
+        ({"truncate": True}, "IncompleteRead"),
+        ({"hang": True}, "ReadTimeoutError"),
+    ],
+)
+async def test_what_urllib3_sees(action: dict[str, Any], seen: str) -> None:
+    """Another client, another stack: the same faults on the wire."""
+    async with server() as client:
+        await add(client, match={"path": "/msg"}, action=action)
+        url = f"{client.base_url}/msg"
+
+        def call() -> str:
+            pool = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(read=0.3))
+            try:
+                pool.request("GET", url)
+            except urllib3.exceptions.HTTPError as error:
+                return repr(error)
+            finally:
+                pool.clear()
+            return "a response"
+
+        assert seen in await trio.to_thread.run_sync(call)
