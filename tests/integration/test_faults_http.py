@@ -467,3 +467,23 @@ async def test_what_urllib3_sees(action: dict[str, Any], seen: str) -> None:
             return "a response"
 
         assert seen in await trio.to_thread.run_sync(call)
+
+
+@pytest.mark.parametrize("action", [None, {"reset": True}, {"truncate": True}])
+async def test_a_request_is_journaled_before_its_client_sees_the_end(
+    action: dict[str, Any] | None,
+) -> None:
+    """Read right after the response (or the dropped connection), the journal
+    already holds the request: no polling needed."""
+    async with server() as client:
+        if action is not None:
+            await add(client, match={"path": "/msg"}, action=action)
+        for attempt in range(30):
+            request_id = f"attempt-{attempt}"
+            if action is None:
+                await client.get("/msg", headers={"X-Request-ID": request_id})
+            else:
+                with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
+                    await client.get("/msg", headers={"X-Request-ID": request_id})
+            [entry] = await journal(client, limit="1")
+            assert entry["request_id"] == request_id

@@ -36,6 +36,7 @@ class Exchange:
 
     __slots__ = (
         "_http1",
+        "_on_end",
         "_receive",
         "_send",
         "_stopping",
@@ -67,6 +68,22 @@ class Exchange:
         self.outcome: str | None = None
         self.fault: str | None = None
         """The id of the fault rule that fired for this request, if one did."""
+        self._on_end: Callable[[], None] | None = None
+
+    def on_end(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, when the exchange ends (see `end`)."""
+        self._on_end = callback
+
+    def end(self) -> None:
+        """The exchange is over as far as the client can tell: run the `on_end`
+        callback, once. Called just before the last byte of a response leaves,
+        and before a fault drops the connection, so that what the callback
+        records (the request log, the journal) is there before the client can
+        see the end; the outermost layers call it again when the request returns,
+        for every other ending."""
+        callback, self._on_end = self._on_end, None
+        if callback is not None:
+            callback()
 
     @property
     def server_send(self) -> Send:
@@ -99,6 +116,7 @@ class Exchange:
                 message["headers"] = [*headers, CLOSE]
         elif kind == "http.response.body" and not message.get("more_body", False):
             self.finished = True
+            self.end()
             # Hypercorn runs the connection's end of the exchange (recycle it for
             # the next request or close it, start its idle timer) inside this call,
             # and delivers ``http.disconnect`` on the way; Quart-Trio cancels the

@@ -107,6 +107,7 @@ class FaultMiddleware:
                 assert isinstance(action, TruncateAction)
                 exchange.outcome = "truncated"
                 await _truncate(response, send)
+                exchange.end()
 
 
 async def send_status(
@@ -141,6 +142,7 @@ async def _end_connection(kind: str, exchange: Exchange, receive: Receive) -> No
             if (await receive())["type"] == "http.disconnect":
                 return
     exchange.outcome = "reset" if kind == "reset" else "closed"
+    exchange.end()  # journaled before the client can see the connection go
     if stream is not None:
         await (reset if kind == "reset" else close)(stream)
 

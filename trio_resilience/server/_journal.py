@@ -47,6 +47,10 @@ class JournalEntry:
         return attrs.asdict(self)
 
 
+def _arrival(entry: JournalEntry) -> float:
+    return entry.at
+
+
 class RequestJournal(RunBound):
     """A bounded, scoped record of finished requests (see the module docstring)."""
 
@@ -85,8 +89,13 @@ class RequestJournal(RunBound):
     def entries(
         self, scope: str | None = None, limit: int | None = None
     ) -> list[JournalEntry]:
-        """The newest ``limit`` entries (all if None), oldest first; only those of
-        ``scope`` if given."""
+        """The ``limit`` entries that finished last (all if None), in the order the
+        requests arrived (``at``); only those of ``scope`` if given.
+
+        Entries are recorded as requests end, so a request that took long (a hung
+        attempt, say) is recorded after a later one; sorting by arrival puts a
+        client's attempts back in the order it made them.
+        """
         chosen: list[JournalEntry] = []
         for entry in reversed(self._entries):
             if limit is not None and len(chosen) >= limit:
@@ -94,6 +103,7 @@ class RequestJournal(RunBound):
             if scope is None or entry.scope == scope:
                 chosen.append(entry)
         chosen.reverse()
+        chosen.sort(key=_arrival)  # stable: ties keep the order they ended in
         return chosen
 
     def clear(self, scope: str | None = None) -> None:

@@ -152,17 +152,7 @@ class RequestLoggingMiddleware:
                 ]
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_headers)
-        finally:
-            # The layers below contain their own cancellations, so a cancelled
-            # scope here is the server's: it stopped at the end of its grace period.
-            if (
-                exchange.outcome is None
-                and not exchange.finished
-                and trio.current_effective_deadline() == -math.inf
-            ):
-                exchange.outcome = "cancelled"
+        def finish() -> None:
             status, outcome = _status_and_outcome(exchange)
             duration_ms = round((trio.current_time() - start) * 1000, 3)
             extra = {} if exchange.fault is None else {"fault": exchange.fault}
@@ -180,6 +170,20 @@ class RequestLoggingMiddleware:
                 self._record(
                     scope, start, request_id, status, outcome, duration_ms, exchange
                 )
+
+        exchange.on_end(finish)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            # The layers below contain their own cancellations, so a cancelled
+            # scope here is the server's: it stopped at the end of its grace period.
+            if (
+                exchange.outcome is None
+                and not exchange.finished
+                and trio.current_effective_deadline() == -math.inf
+            ):
+                exchange.outcome = "cancelled"
+            exchange.end()  # if the response did not end it already
         return None
 
     def _record(

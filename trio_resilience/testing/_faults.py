@@ -154,7 +154,9 @@ class FaultClient:
         response.raise_for_status()
 
     async def requests(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """What the server received in this scope (all without one), oldest first:
+        """What the server received in this scope (all without one), in order of
+        arrival (``limit``: the last ``limit`` to finish), each entry recorded
+        before its client saw the response end:
         ``at`` (Unix seconds on the server's clock), ``method``, ``path``,
         ``query``, ``request_id``, ``scope``, ``status``, ``outcome``, ``fault``
         (the id of the rule that fired), ``duration_ms``."""

@@ -113,3 +113,13 @@ async def test_requests_are_recorded_and_served(
         assert left == {"requests": []}
         bad = await client.get("/requests", query_string={"limit": "0"})
         assert bad.status_code == 422
+
+
+def test_entries_come_in_arrival_order() -> None:
+    """A long request recorded after a later short one is listed first."""
+    journal = RequestJournal(5)
+    journal.record(entry("/short", at=2.0))
+    journal.record(entry("/long", at=1.0))
+    journal.record(entry("/next", at=3.0))
+    assert [e.path for e in journal.entries()] == ["/long", "/short", "/next"]
+    assert [e.path for e in journal.entries(limit=2)] == ["/long", "/next"]

@@ -49,7 +49,7 @@ class JournalEntryView(BaseModel):
 
 
 class JournalView(BaseModel):
-    requests: list[JournalEntryView] = Field(description="Oldest first.")
+    requests: list[JournalEntryView] = Field(description="In order of arrival.")
 
 
 @blueprint.get("")
@@ -58,7 +58,8 @@ class JournalView(BaseModel):
 @document_response(JournalView, 200)
 @document_response(ValidationErrorDetail, 422)
 async def list_requests() -> Response:
-    """Finished requests, oldest first (at most ``SERVER_JOURNAL_SIZE`` are kept)."""
+    """Finished requests in the order they arrived (at most ``SERVER_JOURNAL_SIZE``
+    are kept; ``limit``: the ones that finished last)."""
     query = parse_query(JournalQuery)
     if isinstance(query, Response):
         return query
