@@ -55,6 +55,16 @@ async def finished(client: httpx.AsyncClient, path: str) -> dict[str, Any]:
             await trio.sleep(0.01)
 
 
+async def first_rule_fired(client: httpx.AsyncClient) -> None:
+    """Poll until the oldest rule has fired (its request is in the fault layer)."""
+    with trio.fail_after(5):
+        while True:
+            rules = (await client.get("/faults")).json()["rules"]
+            if rules[0]["fired"]:
+                return
+            await trio.sleep(0.01)
+
+
 async def test_status_with_retry_after_and_a_body() -> None:
     async with server() as client:
         rule = await add(
@@ -384,12 +394,7 @@ async def test_faulted_requests_hold_a_concurrency_slot() -> None:
                 hung.set()
 
             nursery.start_soon(hang)
-            with trio.fail_after(5):
-                while True:
-                    rules = (await client.get("/faults")).json()["rules"]
-                    if rules[0]["fired"]:
-                        break
-                    await trio.sleep(0.01)
+            await first_rule_fired(client)
             shed = await client.get("/msg")
             assert shed.status_code == 503
             assert (await client.get("/health")).status_code == 200
@@ -425,12 +430,7 @@ async def test_sigterm_ends_a_hung_request_at_the_end_of_the_grace_period() -> N
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(hang)
-                with trio.fail_after(5):
-                    while True:
-                        rules = (await client.get("/faults")).json()["rules"]
-                        if rules[0]["fired"]:
-                            break
-                        await trio.sleep(0.01)
+                await first_rule_fired(client)
                 cli.terminate()
                 start = trio.current_time()
                 with trio.fail_after(10):

@@ -15,16 +15,6 @@ from typing import Any
 import httpx
 
 SCOPE_HEADER = "X-Fault-Scope"
-_ACTION_KINDS = (
-    "status",
-    "delay_ms",
-    "reset",
-    "close",
-    "hang",
-    "drip_ms",
-    "truncate",
-    "commit_then_fail",
-)
 
 
 class FaultRuleError(ValueError):
@@ -99,11 +89,10 @@ class FaultClient:
             "truncate": truncate or None,
             "commit_then_fail": commit_then_fail,
         }
-        kinds = [kind for kind in _ACTION_KINDS if given[kind] is not None]
+        kinds = [kind for kind, value in given.items() if value is not None]
         if len(kinds) != 1:
             raise ValueError(
-                "name exactly one action (status, delay_ms, reset, close, hang, "
-                f"drip_ms, truncate, commit_then_fail); got {kinds or 'none'}"
+                f"name exactly one action ({', '.join(given)}); got {kinds or 'none'}"
             )
         [kind] = kinds
         action: dict[str, Any] = {kind: given[kind]}
