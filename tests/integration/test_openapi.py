@@ -176,6 +176,30 @@ SCHEMATHESIS_CONFIG = """\
 [[operations]]
 include-path = "/msg"
 checks.not_a_server_error.expected-statuses = ["2XX", "3XX", "4XX", "500", "504"]
+
+# The httpbin-style routes answer the status a request chooses (/status/{codes},
+# /drip's code), 5xx included, and /delay's 504 once it reaches request_timeout.
+# /drip's timing is pinned well below that timeout, to keep the run short (a
+# drip it cuts short ends the connection, which schemathesis reports as a
+# failure of the request). /bytes/{n}'s n is pinned too:
+# /bytes/0 is an empty body, which (as every response without content) has no
+# Content-Type, and no document can say so (the CLI's --checks override any
+# per-operation choice of checks).
+[[operations]]
+include-path-regex = "^/(status/|drip$)"
+checks.not_a_server_error.expected-statuses = ["2XX", "3XX", "4XX", "5XX"]
+
+[[operations]]
+include-path = "/drip"
+parameters = { "query.duration" = 0.1, "query.delay" = 0 }
+
+[[operations]]
+include-path = "/delay/{seconds}"
+checks.not_a_server_error.expected-statuses = ["2XX", "3XX", "4XX", "504"]
+
+[[operations]]
+include-path = "/bytes/{n}"
+parameters = { "path.n" = 1024 }
 """
 
 
@@ -194,6 +218,8 @@ def after_call(ctx, case, response):
     if case.method.upper() == "POST" and case.path == "/faults":
         url = os.environ["FAULTS_URL"]
         urllib.request.urlopen(urllib.request.Request(url, method="DELETE"))
+        with open(os.environ["FAULTS_DELETED_LOG"], "a") as log:
+            print(response.status_code, file=log)
 """
 
 
@@ -204,6 +230,7 @@ async def test_schemathesis_finds_nothing(tmp_path: Path) -> None:
     config = tmp_path / "schemathesis.toml"
     config.write_text(SCHEMATHESIS_CONFIG)
     (tmp_path / "clear_fault_rules.py").write_text(SCHEMATHESIS_HOOKS)
+    deleted_log = tmp_path / "deleted.log"
     # A short request_timeout keeps the generated /msg delays short.
     env = {"SERVER_REQUEST_TIMEOUT": "0.5"}
     async with cli_server(env=env) as server:
@@ -241,7 +268,14 @@ async def test_schemathesis_finds_nothing(tmp_path: Path) -> None:
                     **os.environ,
                     "SCHEMATHESIS_HOOKS": "clear_fault_rules",
                     "FAULTS_URL": f"{server.base_url}/faults",
+                    "FAULTS_DELETED_LOG": str(deleted_log),
                 },
             )
+        # The hook ran: every rule a generated POST created is gone again.
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            left = (await client.get("/faults")).json()["rules"]
     output = result.stdout.decode(errors="replace")
     assert result.returncode == 0, output
+    statuses = deleted_log.read_text().split()
+    assert "201" in statuses, f"no generated POST /faults created a rule: {statuses}"
+    assert left == []

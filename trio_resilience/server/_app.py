@@ -19,7 +19,18 @@ from ._logging import configure_logging, get_logger
 from ._middleware import wrap
 from ._resources import ResourceStore
 from ._responses import json_response, validation_detail
-from ._routes import crud, faults, health, jobs, messages, requests, rules
+from ._routes import (
+    bodies,
+    crud,
+    echo,
+    faults,
+    health,
+    httpbin,
+    jobs,
+    messages,
+    requests,
+    rules,
+)
 from ._settings import ServerSettings
 from ._state import ResilienceTestApp, ServerState
 
@@ -47,6 +58,9 @@ def create_app(settings: ServerSettings | None = None) -> ResilienceTestApp:
         jobs.blueprint,
         crud.items,
         crud.users,
+        httpbin.blueprint,
+        echo.blueprint,
+        bodies.blueprint,
     ):
         app.register_blueprint(blueprint)
     for name in ("items", "users"):

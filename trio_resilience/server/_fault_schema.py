@@ -251,7 +251,13 @@ ACTION_KINDS = (
 
 
 def _action_kind(value: Any) -> str | None:
-    keys = value if isinstance(value, dict) else type(value).model_fields
+    """The tag of an action: the first kind it names (None if none: not an action)."""
+    if isinstance(value, BaseModel):
+        keys: Any = type(value).model_fields
+    elif isinstance(value, dict):
+        keys = value
+    else:
+        return None  # a list, a number...: pydantic reports the action invalid
     return next((kind for kind in ACTION_KINDS if kind in keys), None)
 
 

@@ -93,6 +93,8 @@ def test_without_a_seed_one_is_chosen_and_shown() -> None:
         ({}, [(("action",), "missing")]),
         ({"action": {}}, [(("action",), "action_kind")]),
         ({"action": {"nope": 1}}, [(("action",), "action_kind")]),
+        ({"action": [None, None]}, [(("action",), "action_kind")]),
+        ({"action": "reset"}, [(("action",), "action_kind")]),
         (
             {"action": {"status": 500, "reset": True}},
             [(("action", "status", "reset"), "extra_forbidden")],
