@@ -23,13 +23,13 @@ from ._routes import (
     bodies,
     crud,
     echo,
+    fail,
     faults,
     health,
     httpbin,
     jobs,
     messages,
     requests,
-    rules,
 )
 from ._settings import ServerSettings
 from ._state import ResilienceTestApp, ServerState
@@ -51,10 +51,10 @@ def create_app(settings: ServerSettings | None = None) -> ResilienceTestApp:
     _skip_schema_conversion_for_responses(app)
     for blueprint in (
         messages.blueprint,
-        faults.blueprint,
+        fail.blueprint,
         health.blueprint,
         requests.blueprint,
-        rules.blueprint,
+        faults.blueprint,
         jobs.blueprint,
         crud.items,
         crud.users,

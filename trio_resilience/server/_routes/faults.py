@@ -1,123 +1,149 @@
-"""The /fail routes: switch failure injection on and off, and report on it.
+"""The fault rules over HTTP: POST, GET and DELETE /faults.
 
-Like every other route group they answer through `json_response` and are
-documented with quart-schema's ``document_*`` decorators; the path parameters are
-parsed here (so a bad one is a 422 naming it, not a 404) and documented with the
-same pydantic types that check them.
+A rule makes matching requests to any route (the job and CRUD APIs included) fail
+in one way; see `_fault_schema` for its JSON form and `_fault_layer` for what each
+action does on the wire. The ``/fail`` modes show up here as the rules
+``fail-count`` and ``fail-duration`` while they are on.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, JsonValue
 from quart import Blueprint, Response
-from quart_schema import document_response, tag
+from quart_schema import document_querystring, document_request, document_response, tag
 
-from .._faults import MAX_FAIL_COUNT, MAX_FAIL_SECONDS
-from .._openapi import document_parameter
-from .._responses import ValidationErrorDetail, json_response, validation_detail
+from .._fault_rules import TooManyRules
+from .._fault_schema import FaultRuleIn
+from .._openapi import document_empty_response
+from .._responses import (
+    ErrorDetail,
+    ScopeQuery,
+    ValidationErrorDetail,
+    json_response,
+    parse_json_body,
+    parse_query,
+)
 from .._state import server_state
 
-blueprint = Blueprint("faults", __name__, url_prefix="/fail")
-
-_COUNT = TypeAdapter(Annotated[int, Field(ge=0, le=MAX_FAIL_COUNT)])
-_SECONDS = TypeAdapter(
-    Annotated[float, Field(ge=0, le=MAX_FAIL_SECONDS, allow_inf_nan=False)]
-)
+blueprint = Blueprint("faults", __name__, url_prefix="/faults")
 
 
-class FailureStatusModel(BaseModel):
-    """Both failure modes' remaining budget, and totals since start."""
+class MatchView(BaseModel):
+    method: list[str] | None = Field(description="The methods matched; null: any.")
+    path: str | None = Field(description="Exact path or glob; null: any.")
+    scope: str | None = Field(description="The X-Fault-Scope matched; null: any.")
+    headers: dict[str, str]
 
-    count_remaining: int = Field(description="Requests still to fail in count mode.")
-    duration_remaining_seconds: float = Field(
-        description="Seconds left in duration mode."
+
+class FaultRuleView(BaseModel):
+    """A rule as stored, with what is left of its budget."""
+
+    id: str
+    match: MatchView
+    action: dict[str, JsonValue] = Field(description="One action, all its fields.")
+    times: int | None
+    duration_seconds: float | None
+    probability: float
+    seed: int = Field(description="The seed of the rule's generator.")
+    remaining: int | None = Field(description="Firings left; null: no limit.")
+    remaining_seconds: float | None = Field(
+        description="Seconds left; null: no duration."
     )
-    failing: bool = Field(description="Whether the next request would fail.")
-    requests_seen: int = Field(description="GET /msg requests checked since start.")
-    failures_injected: int = Field(description="Failures injected since start.")
+    matched: int = Field(description="Requests that matched, fired or not.")
+    fired: int = Field(description="Requests the rule made fail.")
+    live: bool = Field(description="Whether the rule can still fire.")
 
 
-def _status() -> Response:
-    status = server_state().faults.status()
+class FaultRulesView(BaseModel):
+    rules: list[FaultRuleView] = Field(description="Oldest first.")
+
+
+class TooManyRulesDetail(ErrorDetail):
+    """SERVER_MAX_FAULT_RULES live rules exist already."""
+
+
+class UnknownRule(ErrorDetail):
+    """No rule has this id."""
+
+
+def _rule_json(rule_id: str) -> Response:
+    plan = server_state().plan
+    for rule in plan.rules():
+        if rule.id == rule_id:
+            return json_response(rule.to_json(plan.now()))
+    return json_response({"detail": f"No fault rule {rule_id!r}"}, 404)
+
+
+@blueprint.post("")
+@tag(["faults"])
+@document_request(FaultRuleIn)
+@document_response(FaultRuleView, 201)
+@document_response(TooManyRulesDetail, 409)
+@document_response(ValidationErrorDetail, 422)
+async def add_rule() -> Response:
+    """Add a rule: matching requests fail as its action says.
+
+    The oldest live matching rule fires first. 409: ``SERVER_MAX_FAULT_RULES``
+    live rules exist (spent and expired ones are forgotten to make room first).
+    """
+    given = await parse_json_body(FaultRuleIn)
+    if isinstance(given, Response):
+        return given
+    plan = server_state().plan
+    try:
+        rule = plan.add(given.to_rule())
+    except TooManyRules as error:
+        return json_response({"detail": str(error)}, 409)
+    return json_response(rule.to_json(plan.now()), 201)
+
+
+@blueprint.get("")
+@tag(["faults"])
+@document_querystring(ScopeQuery)
+@document_response(FaultRulesView, 200)
+@document_response(ValidationErrorDetail, 422)
+async def list_rules() -> Response:
+    """Every rule, oldest first, spent ones included (or only ``scope``'s)."""
+    query = parse_query(ScopeQuery)
+    if isinstance(query, Response):
+        return query
+    plan = server_state().plan
+    now = plan.now()
     return json_response(
-        {
-            "count_remaining": status.count_remaining,
-            "duration_remaining_seconds": status.duration_remaining_seconds,
-            "failing": status.failing,
-            "requests_seen": status.requests_seen,
-            "failures_injected": status.failures_injected,
-        }
+        {"rules": [rule.to_json(now) for rule in plan.rules(query.scope)]}
     )
 
 
-def _invalid(error: ValidationError, name: str) -> Response:
-    return json_response(validation_detail(error, "path", name).model_dump(), 422)
-
-
-@blueprint.post("/count/<count>")
+@blueprint.delete("")
 @tag(["faults"])
-@document_parameter(
-    "path",
-    "count",
-    schema=_COUNT,
-    description=f"How many GET /msg requests to fail (0 to {MAX_FAIL_COUNT:,}).",
-)
-@document_response(FailureStatusModel, 200)
+@document_querystring(ScopeQuery)
+@document_empty_response(204, description="The rules (or the scope's) are gone.")
 @document_response(ValidationErrorDetail, 422)
-async def fail_count(count: str) -> Response:
-    """Fail the next ``count`` GET /msg requests (0 to 1,000,000).
-
-    Each failure is ``500 {"detail": "Induced server failure"}``; 0 turns count
-    mode off.
-    """
-    try:
-        n = _COUNT.validate_strings(count)
-    except ValidationError as error:
-        return _invalid(error, "count")
-    server_state().faults.fail_next(n)
-    return _status()
+async def clear_rules() -> Response:
+    """Delete every rule (the ``/fail`` modes are switched off), or only those
+    whose match names ``scope``."""
+    query = parse_query(ScopeQuery)
+    if isinstance(query, Response):
+        return query
+    server_state().plan.clear(query.scope)
+    return Response("", status=204)
 
 
-@blueprint.post("/duration/<seconds>")
+@blueprint.get("/<rule_id>")
 @tag(["faults"])
-@document_parameter(
-    "path",
-    "seconds",
-    schema=_SECONDS,
-    description=(
-        f"How long to fail every GET /msg request, in seconds "
-        f"(0 to {MAX_FAIL_SECONDS:,.0f}, may be fractional)."
-    ),
-)
-@document_response(FailureStatusModel, 200)
-@document_response(ValidationErrorDetail, 422)
-async def fail_duration(seconds: str) -> Response:
-    """Fail every GET /msg request for ``seconds`` (0 to 86,400, may be fractional).
-
-    0 turns duration mode off.
-    """
-    try:
-        value = _SECONDS.validate_strings(seconds)
-    except ValidationError as error:
-        return _invalid(error, "seconds")
-    server_state().faults.fail_for(value)
-    return _status()
+@document_response(FaultRuleView, 200)
+@document_response(UnknownRule, 404)
+async def get_rule(rule_id: str) -> Response:
+    """One rule, with what is left of its budget."""
+    return _rule_json(rule_id)
 
 
-@blueprint.post("/reset")
+@blueprint.delete("/<rule_id>")
 @tag(["faults"])
-@document_response(FailureStatusModel, 200)
-async def fail_reset() -> Response:
-    """Turn both failure modes off (the totals are kept)."""
-    server_state().faults.reset()
-    return _status()
-
-
-@blueprint.get("/status")
-@tag(["faults"])
-@document_response(FailureStatusModel, 200)
-async def fail_status() -> Response:
-    """Both modes' remaining budget, and totals since start."""
-    return _status()
+@document_empty_response(204, description="The rule is gone.")
+@document_response(UnknownRule, 404)
+async def delete_rule(rule_id: str) -> Response:
+    """Delete one rule (a ``/fail`` mode's rule is switched off)."""
+    if not server_state().plan.remove(rule_id):
+        return json_response({"detail": f"No fault rule {rule_id!r}"}, 404)
+    return Response("", status=204)
