@@ -45,6 +45,7 @@ from ._asgi import (
     Send,
 )
 from ._connections import Exchange
+from ._drip import drip_body
 from ._fault_rules import (
     CommitThenFailAction,
     ConnectionAction,
@@ -189,8 +190,6 @@ async def _drip(
             "headers": response.headers_for(len(body)),
         }
     )
-    writes = min(len(body), max(1, drip_ms))
-    interval = drip_ms / 1000 / max(1, writes)
 
     async def watch_disconnect(cancel_scope: trio.CancelScope) -> None:
         while (await receive())["type"] != "http.disconnect":
@@ -199,19 +198,9 @@ async def _drip(
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(watch_disconnect, nursery.cancel_scope)
-        if not writes:
-            await trio.sleep(interval)
-        for index in range(writes):
-            await trio.sleep(interval)
-            piece = body[
-                index * len(body) // writes : (index + 1) * len(body) // writes
-            ]
-            last = index == writes - 1
-            await send(
-                {"type": "http.response.body", "body": piece, "more_body": not last}
-            )
-        if not writes:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        async for piece in drip_body(body, drip_ms / 1000):
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
         nursery.cancel_scope.cancel()
 
 

@@ -20,7 +20,7 @@ from quart.testing import QuartClient
 from werkzeug.datastructures import Headers
 
 from trio_resilience.server import ServerSettings, create_app
-from trio_resilience.server._routes.bodies import drip_slices
+from trio_resilience.server._drip import drip_slices
 from trio_resilience.server._routes.httpbin import parse_status_choices
 
 

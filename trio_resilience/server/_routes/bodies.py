@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from quart import Blueprint, Response, request
 from quart_schema import document_querystring, document_response, tag
 
+from .._drip import drip_body
 from .._openapi import (
     Schema,
     document_content_response,
@@ -185,21 +186,6 @@ class DripQuery(BaseModel, extra="forbid"):
     )
 
 
-def drip_slices(numbytes: int, duration: float) -> list[int]:
-    """``numbytes`` cut into equal slices (differing by one byte at most), at most
-    one per millisecond of ``duration``, and at least one."""
-    count = max(1, min(numbytes, int(duration * 1000)))
-    size, larger = divmod(numbytes, count)
-    return [size + 1 if i < larger else size for i in range(count)]
-
-
-async def _drip(slices: list[int], interval: float) -> AsyncIterator[bytes]:
-    start = trio.current_time()
-    for i, size in enumerate(slices, 1):
-        await trio.sleep_until(start + i * interval)
-        yield b"*" * size
-
-
 def _chosen_or(status: int, model: type[BaseModel]) -> Callable[[F], F]:
     """Document ``status`` as either this route's JSON error or a chosen drip."""
     content: dict[str, Schema | None] = {
@@ -252,11 +238,10 @@ async def drip() -> Response:
     await trio.sleep(query.delay)
     if query.code in (204, 304):
         return Response("", status=query.code)
-    slices = drip_slices(query.numbytes, query.duration)
     chunks = (
         _nothing()
         if request.method == "HEAD"
-        else _drip(slices, query.duration / len(slices))
+        else drip_body(b"*" * query.numbytes, query.duration)
     )
     return Response(
         chunks,
