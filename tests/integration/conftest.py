@@ -1,18 +1,24 @@
-"""Helpers for tests against a real server: in-process or through the command line."""
+"""Helpers for tests against a real server (in-process or through the command line),
+and a Redis server of the test session's own."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import attrs
+import pytest
 import trio
 
 _RUNNING = re.compile(r"Running on (http://[\d.]+:\d+)")
@@ -73,3 +79,84 @@ async def cli_server(
             if scope.cancelled_caught:
                 process.kill()
                 await process.wait()
+
+
+REQUIRE_REDIS = "TRIO_RESILIENCE_REQUIRE_REDIS"
+"""Set (by .ci/run) to make a missing redis-server a failure instead of a skip."""
+
+
+@attrs.frozen
+class RedisServer:
+    """A ``redis-server`` of the test session's own."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def command(self, *words: str) -> bytes:
+        """One command over a raw socket (inline protocol); the first reply line."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+            sock.sendall(" ".join(words).encode() + b"\r\n")
+            reply = b""
+            while not reply.endswith(b"\r\n"):
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+        return reply.rstrip(b"\r\n")
+
+
+def _start_redis(directory: Path) -> RedisServer:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        reason = "redis-server is not installed (.ci/run installs it)"
+        if os.environ.get(REQUIRE_REDIS):
+            pytest.fail(reason)
+        pytest.skip(reason)  # only Python here: the Redis tests show as skipped
+    for _ in range(5):  # a port found free may be taken before redis binds it
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        options = ["--bind", "127.0.0.1", "--port", str(port), "--dir", str(directory)]
+        options += ["--save", "", "--appendonly", "no"]  # nothing written to disk
+        process = subprocess.Popen(
+            [binary, *options],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        server = RedisServer(port, process)
+        deadline = time.monotonic() + 10
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                if server.command("PING") == b"+PONG":
+                    return server
+            except OSError:
+                time.sleep(0.01)
+        process.kill()
+        process.wait()
+    pytest.fail("redis-server did not start")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A ``redis-server`` for the session: a free port (never 6379), a temporary
+    directory, no persistence; stopped at the end."""
+    server = _start_redis(tmp_path_factory.mktemp("redis"))
+    try:
+        yield server
+    finally:
+        server.process.terminate()
+        try:
+            server.process.wait(10)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The URL of database 0 of the session's Redis, emptied for this test."""
+    assert redis_server.command("FLUSHALL") == b"+OK"
+    return redis_server.url()
