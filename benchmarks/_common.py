@@ -266,3 +266,19 @@ def exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
     """A SIGTERM handler: unwind normally, so every server still running is
     stopped."""
     raise SystemExit(128 + signum)
+
+
+def non_matching_fault_rules(count: int) -> list[dict[str, Any]]:
+    """``count`` fault rules (``POST /faults`` bodies) none of which matches
+    ``GET /msg``: 40% exact paths, 30% globs, 30% scoped to scopes no load sends."""
+    rules = []
+    for index in range(count):
+        kind = index % 10
+        if kind < 4:
+            match = {"path": f"/api/v1/items/{index}"}
+        elif kind < 7:
+            match = {"path": f"/other/{index}/*"}
+        else:
+            match = {"scope": f"bench-{index}"}
+        rules.append({"match": match, "action": {"status": 503}})
+    return rules

@@ -68,6 +68,7 @@ from _common import (
     find_two_cpus,
     free_port,
     median_or_none,
+    non_matching_fault_rules,
     percent,
     percentile_ms,
     process_cpu_seconds,
@@ -171,17 +172,9 @@ class RunningServer(ServerProcess):
 
 
 def add_fault_rules(port: int, count: int) -> None:
-    """``count`` fault rules for other requests than ``GET /msg``: 40% exact paths,
-    30% globs, 30% scoped to scopes the load never sends."""
-    for index in range(count):
-        kind = index % 10
-        if kind < 4:
-            match: dict[str, str] = {"path": f"/api/v1/items/{index}"}
-        elif kind < 7:
-            match = {"path": f"/other/{index}/*"}
-        else:
-            match = {"scope": f"bench-{index}"}
-        rule = json.dumps({"match": match, "action": {"status": 503}})
+    """Add `non_matching_fault_rules` to the server on ``port``."""
+    for body in non_matching_fault_rules(count):
+        rule = json.dumps(body)
         conn = http.client.HTTPConnection(HOST, port, timeout=5)
         try:
             conn.request("POST", "/faults", rule, {"Content-Type": "application/json"})

@@ -35,10 +35,11 @@ from typing import Any
 
 import trio
 from _baselines import quart_app
+from _common import non_matching_fault_rules
 
 from trio_resilience.server import ServerSettings, configure_logging, create_app
 from trio_resilience.server._connections import ConnectionMiddleware
-from trio_resilience.server._fault_rules import FaultRule, Match, StatusAction
+from trio_resilience.server._fault_schema import FaultRuleIn
 from trio_resilience.server._guards import GuardMiddleware, GuardPolicy
 from trio_resilience.server._journal import RequestJournal
 from trio_resilience.server._middleware import (
@@ -97,18 +98,9 @@ async def nothing(scope: Any, receive: Any, send: Any) -> None:
 
 
 def add_non_matching_rules(app: Any, count: int) -> None:
-    """The rule mix of ``bench_server.py``'s ``ours_faulted``."""
-    for index in range(count):
-        kind = index % 10
-        if kind < 4:
-            match = Match(path=f"/api/v1/items/{index}")
-        elif kind < 7:
-            match = Match(path=f"/other/{index}/*")
-        else:
-            match = Match(scope=f"bench-{index}")
-        app.state.plan.add(
-            FaultRule(id=f"r{index}", match=match, action=StatusAction(503))
-        )
+    """The rules of ``bench_server.py``'s ``ours_faulted``, added to ``app``."""
+    for body in non_matching_fault_rules(count):
+        app.state.plan.add(FaultRuleIn.model_validate(body).to_rule())
 
 
 async def measure(

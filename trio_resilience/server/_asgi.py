@@ -33,6 +33,27 @@ limit, so a saturated or failing server still answers health checks and lets a
 test switch its faults off."""
 
 
+async def send_json_payload(
+    send: Send,
+    status: int,
+    payload: bytes,
+    headers: Iterable[tuple[bytes, bytes]] = (),
+) -> None:
+    """Send a whole response of ``status`` whose body is the JSON ``payload``."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload, "more_body": False})
+
+
 def find_header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
     """The first value of header ``name`` (lower case) in ``headers``, or None."""
     for key, value in headers:

@@ -43,6 +43,7 @@ from ._asgi import (
     Receive,
     Scope,
     Send,
+    send_json_payload,
 )
 from ._connections import Exchange
 from ._drip import drip_body
@@ -57,6 +58,7 @@ from ._fault_rules import (
     TruncateAction,
 )
 from ._faults import INDUCED_FAILURE
+from ._guards import drop_body
 from ._transport import close, connection_stream, reset
 
 NO_BODY_STATUSES = frozenset({204, 304})
@@ -115,33 +117,36 @@ async def send_status(
     send: Send, status: int, body: Any, retry_after: int | str | None
 ) -> None:
     """A whole JSON response of ``status`` (no body for 204 and 304)."""
-    headers: list[tuple[bytes, bytes]] = []
-    payload = b""
-    if status not in NO_BODY_STATUSES:
-        payload = json.dumps(
-            INDUCED_FAILURE if body is None else body, separators=(",", ":")
-        ).encode()
-        headers += [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(payload)).encode()),
-        ]
+    headers = []
     if retry_after is not None:
         headers.append((b"retry-after", str(retry_after).encode("latin-1")))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload, "more_body": False})
+    if status in NO_BODY_STATUSES:
+        await send(
+            {"type": "http.response.start", "status": status, "headers": headers}
+        )
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return
+    payload = json.dumps(
+        INDUCED_FAILURE if body is None else body, separators=(",", ":")
+    ).encode()
+    await send_json_payload(send, status, payload, headers)
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    """Read (and drop) what arrives until the client leaves."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _end_connection(kind: str, exchange: Exchange, receive: Receive) -> None:
     if kind == "hang":
-        while (await receive())["type"] != "http.disconnect":
-            pass  # a body arriving is read and dropped
+        await _until_disconnect(receive)
         return
     stream = connection_stream(exchange.server_send)
     if kind == "close":
-        while exchange.body_pending:
-            # Unread bytes would turn the close into a reset.
-            if (await receive())["type"] == "http.disconnect":
-                return
+        await drop_body(receive, exchange)  # unread bytes would make it a reset
+        if exchange.client_gone:
+            return
     exchange.outcome = "reset" if kind == "reset" else "closed"
     exchange.end()  # journaled before the client can see the connection go
     if stream is not None:
@@ -154,14 +159,20 @@ class _Response:
     headers: list[tuple[bytes, bytes]] = attrs.field(factory=list)
     body: bytearray = attrs.field(factory=bytearray)
 
-    def headers_for(self, length: int) -> list[tuple[bytes, bytes]]:
-        """The route's headers, framed by a ``Content-Length`` of ``length``."""
+    def start(self, length: int) -> Message:
+        """The route's status and headers, framed by a ``Content-Length`` of
+        ``length``."""
         kept = [
             (name, value)
             for name, value in self.headers
             if name.lower() not in (b"content-length", b"transfer-encoding")
         ]
-        return [*kept, (b"content-length", str(length).encode())]
+        headers = [*kept, (b"content-length", str(length).encode())]
+        return {
+            "type": "http.response.start",
+            "status": self.status,
+            "headers": headers,
+        }
 
 
 async def _run_captured(app: ASGIApp, scope: Scope, receive: Receive) -> _Response:
@@ -183,17 +194,10 @@ async def _drip(
     response: _Response, drip_ms: int, receive: Receive, send: Send
 ) -> None:
     body = bytes(response.body)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": response.status,
-            "headers": response.headers_for(len(body)),
-        }
-    )
+    await send(response.start(len(body)))
 
     async def watch_disconnect(cancel_scope: trio.CancelScope) -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
+        await _until_disconnect(receive)
         cancel_scope.cancel()
 
     async with trio.open_nursery() as nursery:
@@ -206,13 +210,7 @@ async def _drip(
 
 async def _truncate(response: _Response, send: Send) -> None:
     body = bytes(response.body)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": response.status,
-            "headers": response.headers_for(max(1, len(body))),
-        }
-    )
+    await send(response.start(max(1, len(body))))
     if len(body) >= 2:
         half = body[: len(body) // 2]
         await send({"type": "http.response.body", "body": half, "more_body": True})

@@ -31,12 +31,8 @@ from ._asgi import SCOPE_HEADER, find_header
 GLOB_CHARACTERS = frozenset("*?[")
 
 
-def is_glob(path: str) -> bool:
-    """Whether ``path`` is a glob (``*``, ``?`` or ``[...]``) rather than exact."""
-    return not GLOB_CHARACTERS.isdisjoint(path)
-
-
 def _glob_prefix(path: str) -> str:
+    """``path`` up to its first glob character (all of it if it has none)."""
     for index, character in enumerate(path):
         if character in GLOB_CHARACTERS:
             return path[:index]
@@ -58,18 +54,18 @@ class Match:
     path: str | None = None
     scope: str | None = None
     headers: tuple[tuple[bytes, bytes], ...] = ()
-    _pattern: re.Pattern[str] | None = attrs.field(init=False, eq=False, repr=False)
     _prefix: str = attrs.field(init=False, eq=False, repr=False)
-
-    @_pattern.default
-    def _compile(self) -> re.Pattern[str] | None:
-        if self.path is None or not is_glob(self.path):
-            return None
-        return re.compile(translate(self.path))
+    _pattern: re.Pattern[str] | None = attrs.field(init=False, eq=False, repr=False)
 
     @_prefix.default
     def _literal_prefix(self) -> str:
         return "" if self.path is None else _glob_prefix(self.path)
+
+    @_pattern.default
+    def _compile(self) -> re.Pattern[str] | None:
+        if self.path is None or self._prefix == self.path:
+            return None  # any path, or an exact one
+        return re.compile(translate(self.path))
 
     @property
     def exact_path(self) -> str | None:
@@ -183,6 +179,11 @@ Action = (
 )
 
 
+def new_seed() -> int:
+    """A seed for a rule that was given none (shown with the rule, to repeat a run)."""
+    return secrets.randbits(32)
+
+
 @attrs.define(eq=False)
 class FaultRule:
     """One rule and its budget; `decide` is asked once per matching request.
@@ -200,7 +201,7 @@ class FaultRule:
     times: int | None = None
     duration_seconds: float | None = None
     probability: float = 1.0
-    seed: int = attrs.field(factory=lambda: secrets.randbits(32))
+    seed: int = attrs.field(factory=new_seed)
     pinned: bool = False
     """Kept in its plan when spent, to be re-armed (the ``/fail`` modes)."""
     order: int = 0
@@ -228,6 +229,11 @@ class FaultRule:
     def live(self, now: float) -> bool:
         """Whether the rule can still fire."""
         return (self.remaining is None or self.remaining > 0) and now < self.expires_at
+
+    def listed(self, now: float) -> bool:
+        """Whether ``GET /faults`` shows the rule: always, or a pinned one while
+        it is on."""
+        return not self.pinned or self.live(now)
 
     def decide(self, now: float) -> bool:
         """Count a matching request; say (and count) whether the rule fires for it."""
@@ -356,7 +362,7 @@ class FaultPlan(RunBound):
         self.max_rules = max_rules
         self._rules: dict[str, FaultRule] = {}
         self._index: dict[str | None, _Bucket] = {}
-        self._indexed = 0
+        """Rules that can fire, by scope; a bucket goes when its last rule does."""
         self._unpinned = 0
         self._next_order = 0
         self._next_pinned_order = -1_000_000
@@ -368,16 +374,19 @@ class FaultPlan(RunBound):
     def _start_run(self) -> None:
         self.clear()
 
-    def now(self) -> float:
-        """The plan's clock, trio time (a plan first used in a new run starts over)."""
+    def _bind(self) -> None:
+        """A plan first used in a new run starts over (reads no clock)."""
         if current_run() is not self._run:
             self._enter_run()
+
+    def now(self) -> float:
+        """The plan's clock, trio time."""
+        self._bind()
         return trio.current_time()
 
     def add(self, rule: FaultRule) -> FaultRule:
         """Store and index ``rule`` as the newest one (pinned: before all others)."""
-        if current_run() is not self._run:
-            self._enter_run()
+        self._bind()
         if rule.id in self._rules:
             raise ValueError(f"a fault rule with id {rule.id!r} exists already")
         if rule.pinned:
@@ -415,8 +424,7 @@ class FaultPlan(RunBound):
         return [
             rule
             for rule in sorted(self._rules.values(), key=_order)
-            if (not rule.pinned or rule.live(now))
-            and (scope is None or rule.match.scope == scope)
+            if rule.listed(now) and (scope is None or rule.match.scope == scope)
         ]
 
     def remove(self, rule_id: str) -> bool:
@@ -442,27 +450,21 @@ class FaultPlan(RunBound):
         self._unpinned -= 1
 
     def _reindex(self, rule: FaultRule) -> None:
-        """Put ``rule`` in the index (again) if it can fire, after a re-arm."""
+        """Put ``rule`` in the index, once (again, after a re-arm)."""
         self._unindex(rule)
-        bucket = self._index.setdefault(rule.match.scope, _Bucket())
-        bucket.add(rule)
-        self._indexed += 1
+        self._index.setdefault(rule.match.scope, _Bucket()).add(rule)
 
     def rearm(
         self, rule: FaultRule, times: int | None, duration_seconds: float | None
     ) -> None:
         """Re-arm a stored rule with a new budget (see `FaultRule.rearm`)."""
-        if current_run() is not self._run:
-            self._enter_run()
+        self._bind()
         rule.rearm(times, duration_seconds)
         self._reindex(rule)
 
     def _unindex(self, rule: FaultRule) -> None:
         bucket = self._index.get(rule.match.scope)
-        if bucket is None or not bucket.discard(rule):
-            return
-        self._indexed -= 1
-        if not bucket:
+        if bucket is not None and bucket.discard(rule) and not bucket:
             del self._index[rule.match.scope]
 
     def check(
@@ -473,10 +475,9 @@ class FaultPlan(RunBound):
         The request's scope is its ``X-Fault-Scope`` header, looked up only when
         some rule has a scope.
         """
-        if not self._indexed:
+        if not self._index:
             return None
-        if current_run() is not self._run:
-            self._enter_run()
+        self._bind()
         lists: list[list[FaultRule]] = []
         unscoped = self._index.get(None)
         if unscoped is not None:

@@ -36,6 +36,7 @@ from ._fault_rules import (
     Match,
     StatusAction,
     TruncateAction,
+    new_seed,
 )
 from ._faults import MAX_FAIL_COUNT, MAX_FAIL_SECONDS
 
@@ -307,6 +308,7 @@ class FaultRuleIn(BaseModel):
     )
 
     def to_rule(self) -> FaultRule:
+        """The rule to store; without a seed, one of `new_seed`'s."""
         return FaultRule(
             id=secrets.token_hex(6),
             match=self.match.to_match(),
@@ -314,5 +316,5 @@ class FaultRuleIn(BaseModel):
             times=self.times,
             duration_seconds=self.duration_seconds,
             probability=self.probability,
-            seed=secrets.randbits(32) if self.seed is None else self.seed,
+            seed=new_seed() if self.seed is None else self.seed,
         )

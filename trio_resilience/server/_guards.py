@@ -33,7 +33,7 @@ import json
 import attrs
 import trio
 
-from ._asgi import EXCHANGE_KEY, ASGIApp, Receive, Scope, Send
+from ._asgi import EXCHANGE_KEY, ASGIApp, Receive, Scope, Send, send_json_payload
 from ._connections import CLOSE, Exchange, announces_body
 from ._settings import ServerSettings
 
@@ -59,20 +59,7 @@ class Refusal:
         return json.dumps({"detail": self.detail}, separators=(",", ":")).encode()
 
     async def send(self, send: Send) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": self.status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(self.body)).encode()),
-                    *self.headers,
-                ],
-            }
-        )
-        await send(
-            {"type": "http.response.body", "body": self.body, "more_body": False}
-        )
+        await send_json_payload(send, self.status, self.body, self.headers)
 
 
 AMBIGUOUS_FRAMING = Refusal(
@@ -288,13 +275,15 @@ class GuardMiddleware:
         exchange: Exchange = scope[EXCHANGE_KEY]
         exchange.outcome = "refused"
         if exchange.body_pending:
-            await _drop_body(receive, exchange)
+            await drop_body(receive, exchange)
         if not exchange.client_gone:
             await refusal.send(send)
         return None
 
 
-async def _drop_body(receive: Receive, exchange: Exchange) -> None:
+async def drop_body(receive: Receive, exchange: Exchange) -> None:
+    """Read and drop what is left of the request body, within `DRAIN_BYTES` and
+    `DRAIN_SECONDS` (or until the client leaves)."""
     received = 0
     with trio.move_on_after(DRAIN_SECONDS):
         while exchange.body_pending and not exchange.client_gone:

@@ -31,6 +31,7 @@ from ._asgi import (
     Scope,
     Send,
     header,
+    send_json_payload,
 )
 from ._connections import ConnectionMiddleware, Exchange
 from ._fault_layer import FaultMiddleware
@@ -55,19 +56,7 @@ async def send_json(
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     """Send a whole JSON response from a middleware layer."""
-    payload = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-                *(headers or []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload, "more_body": False})
+    await send_json_payload(send, status, json.dumps(body).encode(), headers or ())
 
 
 async def send_saturated(send: Send) -> None:

@@ -66,11 +66,7 @@ class UnknownRule(ErrorDetail):
     """No rule has this id."""
 
 
-def _rule_json(rule_id: str) -> Response:
-    plan = server_state().plan
-    for rule in plan.rules():
-        if rule.id == rule_id:
-            return json_response(rule.to_json(plan.now()))
+def _unknown(rule_id: str) -> Response:
     return json_response({"detail": f"No fault rule {rule_id!r}"}, 404)
 
 
@@ -135,7 +131,12 @@ async def clear_rules() -> Response:
 @document_response(UnknownRule, 404)
 async def get_rule(rule_id: str) -> Response:
     """One rule, with what is left of its budget."""
-    return _rule_json(rule_id)
+    plan = server_state().plan
+    now = plan.now()
+    rule = plan.get(rule_id)
+    if rule is None or not rule.listed(now):
+        return _unknown(rule_id)
+    return json_response(rule.to_json(now))
 
 
 @blueprint.delete("/<rule_id>")
@@ -145,5 +146,5 @@ async def get_rule(rule_id: str) -> Response:
 async def delete_rule(rule_id: str) -> Response:
     """Delete one rule (a ``/fail`` mode's rule is switched off)."""
     if not server_state().plan.remove(rule_id):
-        return json_response({"detail": f"No fault rule {rule_id!r}"}, 404)
+        return _unknown(rule_id)
     return Response("", status=204)
