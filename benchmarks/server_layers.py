@@ -164,7 +164,7 @@ async def run(requests: int, rounds: int, log_file: Path) -> list[str]:
                 limiter=state.limiter,
                 settings=settings,
                 journal=state.journal,
-                plan=None,
+                faults=None,
             )
         else:  # every layer as served, plus 100 rules that never match
             add_non_matching_rules(app, 100)

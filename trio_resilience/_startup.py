@@ -19,6 +19,7 @@ import click
 import trio
 from pydantic import ValidationError
 
+from ._backend import BackendUnavailableError
 from ._exceptions import leaf_exceptions
 from .server import ServerSettings, hypercorn_config
 
@@ -151,6 +152,28 @@ def bind_problem(settings: ServerSettings) -> Explain:
             return (
                 f"cannot listen on {address} (SERVER_HOST, SERVER_PORT): "
                 f"{error.strerror}"
+            )
+        return None
+
+    return explain
+
+
+async def check_state_backend(url: str) -> None:
+    """Raise `BackendUnavailableError` unless the state backend at ``url`` answers."""
+    from .redis import open_redis
+
+    async with open_redis(url):
+        pass
+
+
+def state_problem(settings: ServerSettings) -> Explain:
+    def explain(error: BaseException) -> str | None:
+        if isinstance(error, BackendUnavailableError):
+            return f"cannot use the state backend (SERVER_STATE_URL): {error}"
+        if isinstance(error, ImportError) and error.name == "coredis":
+            return (
+                "SERVER_STATE_URL needs the Redis client: "
+                "pip install 'trio-resilience[redis]'"
             )
         return None
 

@@ -16,13 +16,22 @@ import trio
 
 from ._startup import (
     ListenStatus,
+    StartupError,
     bind_problem,
+    check_state_backend,
     log_file_problem,
     settings_problem,
     startup_step,
+    state_problem,
     unknown_setting_warnings,
 )
-from .server import ServerSettings, configure_logging, hypercorn_config, serve_forever
+from .server import (
+    ServerSettings,
+    configure_logging,
+    hypercorn_config,
+    serve_forever,
+    serve_workers,
+)
 
 _LEVELS = click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False)
 _FORMATS = click.Choice(["json", "console"], case_sensitive=False)
@@ -74,6 +83,10 @@ def main() -> None:
 )
 @click.option("--log-level", type=_LEVELS, help="Log level.")
 @click.option("--log-format", type=_FORMATS, help="Log format.")
+@click.option(
+    "--workers", type=int, help="Worker processes (>1 needs --state-url).  [default: 1]"
+)
+@click.option("--state-url", help="Keep shared state in Redis: redis://host:port/db.")
 @click.option("--reload", is_flag=True, help="Restart when the code changes.")
 @_env_file_option
 def serve(
@@ -84,6 +97,8 @@ def serve(
     queue_timeout: float | None,
     log_level: str | None,
     log_format: str | None,
+    workers: int | None,
+    state_url: str | None,
     reload: bool,
     env_file: Path,
 ) -> None:
@@ -97,14 +112,25 @@ def serve(
         queue_timeout=queue_timeout,
         log_level=log_level,
         log_format=log_format,
+        workers=workers,
+        state_url=state_url,
     )
     with startup_step(log_file_problem(settings.log_file)):
         configure_logging(
             level=settings.log_level, fmt=settings.log_format, file=settings.log_file
         )
+    if settings.state_url is not None:
+        with startup_step(state_problem(settings)):
+            trio.run(check_state_backend, settings.state_url)
     if reload:
+        if settings.workers > 1:
+            raise StartupError("--reload serves one worker; drop --workers or --reload")
         _serve_with_reloader(settings)
         return
+    if settings.workers > 1:
+        with startup_step(bind_problem(settings)):
+            code = serve_workers(settings)
+        sys.exit(code)
     # serve_forever stays the main task, so a SIGINT that arrives before its signal
     # handler is installed still reaches Hypercorn, which stops gracefully.
     status = ListenStatus()
@@ -146,6 +172,16 @@ def _serve_with_reloader(settings: ServerSettings) -> None:
 @main.command("config-info")
 @_env_file_option
 def config_info(env_file: Path) -> None:
-    """Print the effective configuration as JSON."""
+    """Print the effective configuration as JSON, and where state lives."""
     settings = _load(env_file)
-    click.echo(json.dumps(settings.model_dump(mode="json"), indent=2))
+    shown = settings.model_dump(mode="json")
+    shown["state_backend"] = state_backend(settings)
+    click.echo(json.dumps(shown, indent=2))
+
+
+def state_backend(settings: ServerSettings) -> str:
+    """``memory`` or ``redis (host:port/db)``: where the server keeps shared state."""
+    if settings.state_url is None:
+        return "memory"
+    where = settings.state_url.split("@")[-1].split("://", 1)[-1]
+    return f"redis ({where})"

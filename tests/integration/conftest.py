@@ -108,17 +108,21 @@ class RedisServer:
         return reply.rstrip(b"\r\n")
 
 
-def _start_redis(directory: Path) -> RedisServer:
+def _start_redis(directory: Path, port: int | None = None) -> RedisServer:
+    """A redis-server in ``directory`` on ``port`` (default: a free one)."""
     binary = shutil.which("redis-server")
     if binary is None:
         reason = "redis-server is not installed (.ci/run installs it)"
         if os.environ.get(REQUIRE_REDIS):
             pytest.fail(reason)
         pytest.skip(reason)  # only Python here: the Redis tests show as skipped
+    wanted = port
     for _ in range(5):  # a port found free may be taken before redis binds it
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        if wanted is None:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+        assert port is not None
         options = ["--bind", "127.0.0.1", "--port", str(port), "--dir", str(directory)]
         options += ["--save", "", "--appendonly", "no"]  # nothing written to disk
         process = subprocess.Popen(
@@ -137,6 +141,9 @@ def _start_redis(directory: Path) -> RedisServer:
         process.kill()
         process.wait()
     pytest.fail("redis-server did not start")
+
+
+start_redis = _start_redis
 
 
 @pytest.fixture(scope="session")

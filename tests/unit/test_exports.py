@@ -92,6 +92,7 @@ def test_subpackage_contracts() -> None:
         "configure_logging",
         "hypercorn_config",
         "serve_forever",
+        "serve_workers",
     }
     assert set(testing.__all__) == {
         "FaultClient",

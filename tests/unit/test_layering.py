@@ -17,11 +17,12 @@ PACKAGE = Path(trio_resilience.__file__).parent
 PRIMITIVES = "primitives"
 LAYERS: dict[str, set[str]] = {
     PRIMITIVES: {PRIMITIVES},
-    "jobs": {PRIMITIVES, "jobs"},
-    "server": {PRIMITIVES, "jobs", "server"},
+    "redis": {PRIMITIVES, "redis"},
+    "jobs": {PRIMITIVES, "redis", "jobs"},
+    "server": {PRIMITIVES, "redis", "jobs", "server"},
     "client": {PRIMITIVES, "client"},
-    "testing": {PRIMITIVES, "jobs", "server", "client", "testing"},
-    "cli": {PRIMITIVES, "jobs", "server", "cli"},
+    "testing": {PRIMITIVES, "redis", "jobs", "server", "client", "testing"},
+    "cli": {PRIMITIVES, "redis", "jobs", "server", "cli"},
 }
 
 
@@ -37,7 +38,7 @@ def _layer(module: str) -> str:
     if len(parts) == 1:
         return PRIMITIVES  # the package root: primitives, client names loaded lazily
     top = parts[1]
-    if top in ("client", "server", "jobs", "testing"):
+    if top in ("client", "server", "jobs", "testing", "redis"):
         return top
     if top in ("cli", "__main__", "_startup"):
         return "cli"

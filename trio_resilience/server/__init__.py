@@ -12,6 +12,7 @@ from ._runner import hypercorn_config as hypercorn_config
 from ._runner import serve_forever as serve_forever
 from ._settings import ServerSettings as ServerSettings
 from ._state import ResilienceTestApp as ResilienceTestApp
+from ._workers import serve_workers as serve_workers
 
 __all__ = [
     "ResilienceTestApp",
@@ -21,4 +22,5 @@ __all__ = [
     "create_app_from_env",
     "hypercorn_config",
     "serve_forever",
+    "serve_workers",
 ]

@@ -11,6 +11,7 @@ from quart_cors import cors
 from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from .._backend import BackendUnavailableError
 from ..jobs import JobQueue
 from ._asgi import EXCHANGE_KEY, REQUEST_ID_KEY
 from ._connections import Exchange
@@ -18,7 +19,7 @@ from ._docs import init_docs
 from ._logging import configure_logging, get_logger
 from ._middleware import wrap
 from ._resources import ResourceStore
-from ._responses import json_response, validation_detail
+from ._responses import json_response, state_unavailable_body, validation_detail
 from ._routes import (
     bodies,
     crud,
@@ -76,6 +77,23 @@ def create_app(settings: ServerSettings | None = None) -> ResilienceTestApp:
 
     stop_jobs = trio.Event()
     jobs_stopped = trio.Event()
+    stop_redis = trio.Event()
+
+    async def keep_redis(task_status: trio.TaskStatus[None]) -> None:
+        """Hold the state backend's connection while the app serves."""
+        from ..redis import RedisConnection
+
+        assert settings.state_url is not None
+        async with (
+            RedisConnection(settings.state_url) as redis,
+            trio.open_nursery() as nursery,
+        ):
+            await redis.ping()  # unreachable: start-up fails, with the reason
+            app.state.use_redis(redis)
+            nursery.start_soon(app.state.relay_state_events)
+            task_status.started()
+            await stop_redis.wait()
+            nursery.cancel_scope.cancel()
 
     async def run_jobs(task_status: trio.TaskStatus[None]) -> None:
         try:
@@ -98,6 +116,8 @@ def create_app(settings: ServerSettings | None = None) -> ResilienceTestApp:
     async def start() -> None:
         app.state.started_at = trio.current_time()
         app.state.shutting_down = False
+        if settings.state_url is not None:
+            await app.nursery.start(keep_redis)
         await app.nursery.start(run_jobs)
         get_logger().info("server starting", settings=settings.model_dump(mode="json"))
 
@@ -105,6 +125,7 @@ def create_app(settings: ServerSettings | None = None) -> ResilienceTestApp:
     async def stop() -> None:
         stop_jobs.set()
         await jobs_stopped.wait()
+        stop_redis.set()
         get_logger().info("server stopped")
 
     inner: Any = app.asgi_app
@@ -116,7 +137,7 @@ def create_app(settings: ServerSettings | None = None) -> ResilienceTestApp:
         stopping=lambda: app.state.shutting_down,
         settings=settings,
         journal=app.state.journal,
-        plan=app.state.plan,
+        faults=app.state.check_faults,
     )
     return app
 
@@ -195,6 +216,10 @@ def _register_error_handlers(app: ResilienceTestApp) -> None:
         if isinstance(inner, ValidationError):
             return validation_detail(inner, "query").model_dump(), 422
         return {"detail": str(inner)}, 422
+
+    @app.errorhandler(BackendUnavailableError)
+    async def backend_unavailable(error: BackendUnavailableError) -> Any:
+        return state_unavailable_body(error), 503, {"Retry-After": "1"}
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Any:

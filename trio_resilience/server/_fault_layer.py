@@ -30,6 +30,7 @@ What each action looks like to a client (httpx names):
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import attrs
@@ -52,7 +53,6 @@ from ._fault_rules import (
     ConnectionAction,
     DelayAction,
     DripAction,
-    FaultPlan,
     FaultRule,
     StatusAction,
     TruncateAction,
@@ -62,19 +62,23 @@ from ._guards import drop_body
 from ._transport import close, connection_stream, reset
 
 NO_BODY_STATUSES = frozenset({204, 304})
+RuleCheck = Callable[
+    [str, str, Sequence[tuple[bytes, bytes]]], Awaitable[FaultRule | None]
+]
+"""Which rule fires for a request (method, path, headers), if any."""
 
 
 class FaultMiddleware:
     """Checks each request against the plan and carries out the rule that fires."""
 
-    def __init__(self, app: ASGIApp, plan: FaultPlan) -> None:
+    def __init__(self, app: ASGIApp, check: RuleCheck) -> None:
         self.app = app
-        self.plan = plan
+        self.check = check
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(CONTROL_PREFIXES):
             return await self.app(scope, receive, send)
-        rule = self.plan.check(scope["method"], scope["path"], scope["headers"])
+        rule = await self.check(scope["method"], scope["path"], scope["headers"])
         if rule is None:
             return await self.app(scope, receive, send)
         exchange: Exchange = scope[EXCHANGE_KEY]

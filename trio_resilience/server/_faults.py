@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Protocol
+
 import attrs
 
 from ._fault_rules import FaultPlan, FaultRule, Match, StatusAction
@@ -26,6 +29,48 @@ INDUCED_FAILURE = {"detail": "Induced server failure"}
 MESSAGE_ROUTE = Match(methods=frozenset({"GET"}), path="/msg")
 
 
+def checked_count(count: int) -> int:
+    """``count`` if it is a valid count mode budget, else ValueError."""
+    if not 0 <= count <= MAX_FAIL_COUNT:
+        raise ValueError(f"count must be between 0 and {MAX_FAIL_COUNT}")
+    return count
+
+
+def checked_seconds(seconds: float) -> float:
+    """``seconds`` if it is a valid duration mode length, else ValueError."""
+    if not 0 <= seconds <= MAX_FAIL_SECONDS:
+        raise ValueError(f"seconds must be between 0 and {MAX_FAIL_SECONDS:g}")
+    return seconds
+
+
+def mode_rule(rule_id: str) -> FaultRule:
+    """The rule of one ``/fail`` mode: ``GET /msg`` -> 500 Induced server failure."""
+    return FaultRule(
+        id=rule_id,
+        match=MESSAGE_ROUTE,
+        action=StatusAction(500, body=INDUCED_FAILURE),
+        times=0,
+        pinned=True,
+    )
+
+
+class FailureBackend(Protocol):
+    """Where the ``/fail`` modes live: this process (`FailureInjector`) or Redis
+    (`RedisFailureInjector`, shared by every worker)."""
+
+    async def check(
+        self, method: str, path: str, headers: Sequence[tuple[bytes, bytes]]
+    ) -> FaultRule | None:
+        """The mode that fails this request, for a backend that decides outside
+        the server's `FaultPlan` (None when its modes are rules of the plan)."""
+        ...
+
+    async def fail_next(self, count: int) -> None: ...
+    async def fail_for(self, seconds: float) -> None: ...
+    async def reset(self) -> None: ...
+    async def status(self) -> FailureStatus: ...
+
+
 class FailureInjector:
     """The ``/fail`` modes: fail ``GET /msg`` with ``500 {"detail": "Induced server
     failure"}``, for the next N requests or for a while.
@@ -43,37 +88,29 @@ class FailureInjector:
 
     def __init__(self, plan: FaultPlan) -> None:
         self._plan = plan
-        self._count = plan.add(self._mode("fail-count"))
-        self._duration = plan.add(self._mode("fail-duration"))
+        self._count = plan.add(mode_rule("fail-count"))
+        self._duration = plan.add(mode_rule("fail-duration"))
 
-    @staticmethod
-    def _mode(rule_id: str) -> FaultRule:
-        return FaultRule(
-            id=rule_id,
-            match=MESSAGE_ROUTE,
-            action=StatusAction(500, body=INDUCED_FAILURE),
-            times=0,
-            pinned=True,
-        )
+    async def check(
+        self, method: str, path: str, headers: Sequence[tuple[bytes, bytes]]
+    ) -> FaultRule | None:
+        """None: these modes are pinned rules of the plan, which checks them."""
+        return None
 
-    def fail_next(self, count: int) -> None:
+    async def fail_next(self, count: int) -> None:
         """Fail the next ``count`` requests (0 turns count mode off)."""
-        if not 0 <= count <= MAX_FAIL_COUNT:
-            raise ValueError(f"count must be between 0 and {MAX_FAIL_COUNT}")
-        self._plan.rearm(self._count, count, None)
+        self._plan.rearm(self._count, checked_count(count), None)
 
-    def fail_for(self, seconds: float) -> None:
+    async def fail_for(self, seconds: float) -> None:
         """Fail every request for the next ``seconds`` (0 turns duration mode off)."""
-        if not 0 <= seconds <= MAX_FAIL_SECONDS:
-            raise ValueError(f"seconds must be between 0 and {MAX_FAIL_SECONDS:g}")
-        self._plan.rearm(self._duration, None, seconds)
+        self._plan.rearm(self._duration, None, checked_seconds(seconds))
 
-    def reset(self) -> None:
+    async def reset(self) -> None:
         """Turn both modes off."""
         self._plan.remove(self._count.id)
         self._plan.remove(self._duration.id)
 
-    def status(self) -> FailureStatus:
+    async def status(self) -> FailureStatus:
         now = self._plan.now()
         count = self._count.remaining or 0
         remaining = 0.0

@@ -18,6 +18,7 @@ from typing import Any
 
 import trio
 
+from .._backend import BackendUnavailableError
 from ..limiters import acquire_on_behalf_of_within
 from ._asgi import (
     CONTROL_PREFIXES,
@@ -34,11 +35,11 @@ from ._asgi import (
     send_json_payload,
 )
 from ._connections import ConnectionMiddleware, Exchange
-from ._fault_layer import FaultMiddleware
-from ._fault_rules import FaultPlan
+from ._fault_layer import FaultMiddleware, RuleCheck
 from ._guards import GuardMiddleware, GuardPolicy
 from ._journal import JournalEntry, RequestJournal
 from ._logging import get_logger
+from ._responses import state_unavailable_body
 from ._settings import ServerSettings
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -78,6 +79,12 @@ class ErrorHandlingMiddleware:
             return await self.app(scope, receive, send)
         try:
             await self.app(scope, receive, send)
+        except BackendUnavailableError as error:
+            self.log.warning("state backend unavailable", error=str(error))
+            if not scope[EXCHANGE_KEY].started and not scope[EXCHANGE_KEY].client_gone:
+                await send_json(
+                    send, 503, state_unavailable_body(error), [(b"retry-after", b"1")]
+                )
         except Exception:
             self.log.exception(
                 "unhandled error",
@@ -296,7 +303,7 @@ def wrap(
     stopping: Callable[[], bool] | None = None,
     settings: ServerSettings | None = None,
     journal: RequestJournal | None = None,
-    plan: FaultPlan | None = None,
+    faults: RuleCheck | None = None,
 ) -> ASGIApp:
     """The application wrapped in every layer, outermost first.
 
@@ -306,7 +313,8 @@ def wrap(
     default `ServerSettings()`); they sit inside the request log, so refusals are
     logged, and outside the timeout and concurrency layers, so a refused request
     never takes a slot. Every finished request is recorded in ``journal``, if given.
-    The rules of ``plan``, if given, apply just inside the concurrency limit.
+    The fault rules ``faults`` picks, if given, apply just inside the
+    concurrency limit.
     """
     policy = GuardPolicy.from_settings(
         ServerSettings() if settings is None else settings
@@ -316,7 +324,7 @@ def wrap(
             GuardMiddleware(
                 TimeoutMiddleware(
                     ConcurrencyMiddleware(
-                        app if plan is None else FaultMiddleware(app, plan),
+                        app if faults is None else FaultMiddleware(app, faults),
                         limiter,
                         queue_timeout,
                     ),

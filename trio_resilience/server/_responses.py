@@ -143,3 +143,8 @@ def parse_query(model: type[M]) -> M | Response:
         return model.model_validate(request.args.to_dict())
     except ValidationError as error:
         return json_response(validation_detail(error, "query").model_dump(), 422)
+
+
+def state_unavailable_body(error: Exception) -> dict[str, str]:
+    """The body of a 503 for a request whose shared state could not be reached."""
+    return {"detail": f"State backend unavailable: {error}"}

@@ -7,8 +7,9 @@ import signal
 from collections.abc import Awaitable, Callable
 
 import trio
-from hypercorn.config import Config
-from hypercorn.trio import serve
+from hypercorn.config import Config, Sockets
+from hypercorn.trio.run import worker_serve
+from hypercorn.utils import wrap_app
 
 from .._log_threshold import add_threshold_filter, bind_log_threshold
 from ._app import create_app
@@ -48,6 +49,7 @@ async def serve_forever(
     settings: ServerSettings,
     *,
     shutdown_trigger: Callable[[], Awaitable[None]] = wait_for_shutdown_signal,
+    sockets: Sockets | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until ``shutdown_trigger`` returns, then stop accepting connections and
@@ -72,6 +74,10 @@ async def serve_forever(
         app.state.shutting_down = True
 
     with bind_log_threshold(settings.log_level):
-        await serve(
-            app, config, shutdown_trigger=stop_when_triggered, task_status=task_status
+        await worker_serve(
+            wrap_app(app, config.wsgi_max_body_size, None),
+            config,
+            sockets=sockets,
+            shutdown_trigger=stop_when_triggered,
+            task_status=task_status,
         )

@@ -142,6 +142,37 @@ class ServerSettings(BaseModel):
     max_fault_rules: int = Field(
         1000, ge=1, le=100_000, description="Fault rules kept at once (POST /faults)."
     )
+    state_url: str | None = Field(
+        None,
+        pattern=r"^(redis|rediss|unix)://",
+        description=(
+            "Where shared state lives: unset = in this process's memory; "
+            "redis://host:port/db = in Redis, shared by every worker."
+        ),
+    )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="Worker processes (more than 1 needs state_url).",
+    )
+    job_lease_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description=(
+            "With Redis: seconds a running job's lease lasts without a heartbeat; "
+            "a job whose worker died is run again by another after this."
+        ),
+    )
+    job_max_attempts: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description=(
+            "With Redis: runs a job gets when workers die under it; then it fails."
+        ),
+    )
     keep_alive_timeout: float = Field(
         5.0,
         gt=0,
@@ -181,6 +212,16 @@ class ServerSettings(BaseModel):
             if name != "*" and not _DNS_NAME.fullmatch(name) and not _is_ipv6(name):
                 raise ValueError(f"not a host name (no scheme or port): {name!r}")
         return names
+
+    @model_validator(mode="after")
+    def _shared_state_for_workers(self) -> ServerSettings:
+        if self.workers > 1 and self.state_url is None:
+            raise ValueError(
+                f"workers={self.workers} needs state_url (SERVER_STATE_URL, "
+                "--state-url redis://host:port/db): each worker process would keep "
+                "its own failure injection, idempotency cache, stores and jobs"
+            )
+        return self
 
     @classmethod
     def from_env(

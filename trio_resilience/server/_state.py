@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import attrs
 import trio
@@ -10,12 +11,24 @@ from quart import current_app
 from quart_trio import QuartTrio
 
 from ..jobs import JobQueue
-from ._fault_rules import FaultPlan
-from ._faults import FailureInjector
+from ._fault_rules import FaultPlan, FaultRule
+from ._faults import FailureBackend, FailureInjector
 from ._idempotency import SingleFlight, TTLCache
 from ._journal import RequestJournal
 from ._resources import ResourceStore
 from ._settings import ServerSettings
+
+if TYPE_CHECKING:
+    from ..redis import RedisConnection
+
+
+class IdempotentAnswers(Protocol):
+    """The ``/msg`` answers by request id: `SingleFlight` in memory, or
+    `RedisSingleFlight` shared by every worker."""
+
+    async def get_or_create(
+        self, key: str, create: Callable[[], Awaitable[str]]
+    ) -> tuple[str, bool]: ...
 
 
 @attrs.define(eq=False)
@@ -26,15 +39,17 @@ class ServerState:
     plan: FaultPlan = attrs.field(init=False)
     """The fault rules (``/faults``), checked on every request outside the
     control routes."""
-    faults: FailureInjector = attrs.field(init=False)
-    """The ``/fail`` modes, two pinned rules of ``plan``."""
-    messages: SingleFlight[str, str] = attrs.field(init=False)
+    faults: FailureBackend = attrs.field(init=False)
+    """The ``/fail`` modes: two pinned rules of ``plan``, or in Redis."""
+    messages: IdempotentAnswers = attrs.field(init=False)
     limiter: trio.CapacityLimiter = attrs.field(init=False)
     journal: RequestJournal = attrs.field(init=False)
     resources: dict[str, ResourceStore] = attrs.field(factory=dict)
     started_at: float = 0.0
     job_queue: JobQueue | None = None
     """The running job queue; set by the app while it serves."""
+    redis: RedisConnection | None = None
+    """The state backend's connection while the app serves with a state URL."""
     shutting_down: bool = False
     """Set once the server has been told to stop: from then on every response
     carries ``Connection: close`` and ends its connection."""
@@ -45,6 +60,29 @@ class ServerState:
         self.messages = SingleFlight(self.new_cache())
         self.limiter = trio.CapacityLimiter(self.settings.max_concurrency)
         self.journal = RequestJournal(self.settings.journal_size)
+
+    def use_redis(self, redis: RedisConnection) -> None:
+        """Move the shared state to Redis (the app does this as it starts)."""
+        from ._redis_state import RedisFailureInjector, RedisSingleFlight
+
+        self.redis = redis
+        self.faults = RedisFailureInjector(redis)
+        self.messages = RedisSingleFlight(redis, ttl=self.settings.cache_ttl_seconds)
+
+    async def relay_state_events(self) -> None:
+        """Run what the Redis backend needs in the background (until cancelled):
+        the pub/sub relay that wakes waiters for idempotent answers."""
+        from ._redis_state import RedisSingleFlight, relay_completions
+
+        if self.redis is not None and isinstance(self.messages, RedisSingleFlight):
+            await relay_completions(self.redis, self.messages)
+
+    async def check_faults(
+        self, method: str, path: str, headers: Sequence[tuple[bytes, bytes]]
+    ) -> FaultRule | None:
+        """The rule that fires for a request: a ``/fail`` mode, then the plan's."""
+        rule = await self.faults.check(method, path, headers)
+        return rule if rule is not None else self.plan.check(method, path, headers)
 
     def new_cache(self) -> TTLCache[str, Any]:
         """An idempotency cache sized and timed by the settings."""

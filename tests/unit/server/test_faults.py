@@ -33,7 +33,7 @@ async def test_nothing_fails_by_default(autojump_clock: trio.testing.MockClock) 
     """A new injector lets every request through."""
     faults = Injector()
     assert outcomes(faults, 3) == [False, False, False]
-    assert faults.status() == FailureStatus(
+    assert (await faults.status()) == FailureStatus(
         count_remaining=0,
         duration_remaining_seconds=0.0,
         failing=False,
@@ -47,9 +47,9 @@ async def test_count_mode_fails_exactly_n(
 ) -> None:
     """fail_next(n) fails the next n requests, then stops."""
     faults = Injector()
-    faults.fail_next(3)
+    await faults.fail_next(3)
     assert outcomes(faults, 5) == [True, True, True, False, False]
-    assert faults.status().failures_injected == 3
+    assert (await faults.status()).failures_injected == 3
 
 
 async def test_count_is_replaced_not_added(
@@ -57,8 +57,8 @@ async def test_count_is_replaced_not_added(
 ) -> None:
     """Setting a count replaces the previous one."""
     faults = Injector()
-    faults.fail_next(5)
-    faults.fail_next(1)
+    await faults.fail_next(5)
+    await faults.fail_next(1)
     assert outcomes(faults, 2) == [True, False]
 
 
@@ -67,14 +67,14 @@ async def test_duration_mode_ends_exactly_on_time(
 ) -> None:
     """fail_for(s) fails every request until exactly s seconds later."""
     faults = Injector()
-    faults.fail_for(2.5)
+    await faults.fail_for(2.5)
     assert outcomes(faults, 4) == [True] * 4
     await trio.sleep(2.25)
-    assert faults.status().duration_remaining_seconds == 0.25
+    assert (await faults.status()).duration_remaining_seconds == 0.25
     assert faults.should_fail()
     await trio.sleep(0.25)
     assert not faults.should_fail()
-    assert faults.status().failing is False
+    assert (await faults.status()).failing is False
 
 
 async def test_modes_combine_and_count_is_used_first(
@@ -82,10 +82,10 @@ async def test_modes_combine_and_count_is_used_first(
 ) -> None:
     """Either mode fails a request; the count keeps its budget past the duration."""
     faults = Injector()
-    faults.fail_for(1)
-    faults.fail_next(2)
+    await faults.fail_for(1)
+    await faults.fail_next(2)
     assert outcomes(faults, 2) == [True, True]
-    assert faults.status().count_remaining == 0
+    assert (await faults.status()).count_remaining == 0
     assert faults.should_fail()  # still inside the duration
     await trio.sleep(1)
     assert not faults.should_fail()
@@ -96,12 +96,12 @@ async def test_reset_clears_modes_keeps_totals(
 ) -> None:
     """reset() turns both modes off; requests_seen and failures_injected remain."""
     faults = Injector()
-    faults.fail_next(10)
-    faults.fail_for(100)
+    await faults.fail_next(10)
+    await faults.fail_for(100)
     outcomes(faults, 2)
-    faults.reset()
+    await faults.reset()
     assert not faults.should_fail()
-    status = faults.status()
+    status = await faults.status()
     assert (status.count_remaining, status.duration_remaining_seconds) == (0, 0.0)
     assert (status.requests_seen, status.failures_injected) == (3, 2)
 
@@ -109,19 +109,19 @@ async def test_reset_clears_modes_keeps_totals(
 async def test_zero_turns_a_mode_off(autojump_clock: trio.testing.MockClock) -> None:
     """fail_next(0) and fail_for(0) switch their mode off."""
     faults = Injector()
-    faults.fail_next(3)
-    faults.fail_for(3)
-    faults.fail_next(0)
-    faults.fail_for(0)
+    await faults.fail_next(3)
+    await faults.fail_for(3)
+    await faults.fail_next(0)
+    await faults.fail_for(0)
     assert not faults.should_fail()
 
 
-def test_out_of_range_values() -> None:
+async def test_out_of_range_values(autojump_clock: trio.testing.MockClock) -> None:
     """Negative or absurd values are refused."""
     faults = Injector()
     with pytest.raises(ValueError, match=r"^count must be between 0 and 1000000$"):
-        faults.fail_next(-1)
+        await faults.fail_next(-1)
     with pytest.raises(ValueError, match=r"^count must be between 0 and 1000000$"):
-        faults.fail_next(1_000_001)
+        await faults.fail_next(1_000_001)
     with pytest.raises(ValueError, match=r"^seconds must be between 0 and 86400$"):
-        faults.fail_for(86_401)
+        await faults.fail_for(86_401)

@@ -39,8 +39,8 @@ class FailureStatusModel(BaseModel):
     failures_injected: int = Field(description="Failures injected since start.")
 
 
-def _status() -> Response:
-    status = server_state().faults.status()
+async def _status() -> Response:
+    status = await server_state().faults.status()
     return json_response(
         {
             "count_remaining": status.count_remaining,
@@ -76,8 +76,8 @@ async def fail_count(count: str) -> Response:
         n = _COUNT.validate_strings(count)
     except ValidationError as error:
         return _invalid(error, "count")
-    server_state().faults.fail_next(n)
-    return _status()
+    await server_state().faults.fail_next(n)
+    return await _status()
 
 
 @blueprint.post("/duration/<seconds>")
@@ -102,8 +102,8 @@ async def fail_duration(seconds: str) -> Response:
         value = _SECONDS.validate_strings(seconds)
     except ValidationError as error:
         return _invalid(error, "seconds")
-    server_state().faults.fail_for(value)
-    return _status()
+    await server_state().faults.fail_for(value)
+    return await _status()
 
 
 @blueprint.post("/reset")
@@ -111,8 +111,8 @@ async def fail_duration(seconds: str) -> Response:
 @document_response(FailureStatusModel, 200)
 async def fail_reset() -> Response:
     """Turn both failure modes off (the totals are kept)."""
-    server_state().faults.reset()
-    return _status()
+    await server_state().faults.reset()
+    return await _status()
 
 
 @blueprint.get("/status")
@@ -120,4 +120,4 @@ async def fail_reset() -> Response:
 @document_response(FailureStatusModel, 200)
 async def fail_status() -> Response:
     """Both modes' remaining budget, and totals since start."""
-    return _status()
+    return await _status()

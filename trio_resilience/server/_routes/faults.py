@@ -121,7 +121,10 @@ async def clear_rules() -> Response:
     query = parse_query(ScopeQuery)
     if isinstance(query, Response):
         return query
-    server_state().plan.clear(query.scope)
+    state = server_state()
+    state.plan.clear(query.scope)
+    if query.scope is None:
+        await state.faults.reset()  # where the modes live outside the plan
     return Response("", status=204)
 
 
