@@ -100,6 +100,41 @@ async def test_one_request_id_gets_one_uuid_across_workers(redis_url: str) -> No
         assert len(replays) == 49
 
 
+async def test_crud_is_one_collection_across_workers(redis_url: str) -> None:
+    """One X-Request-ID posted 30 times at once on 30 connections creates one
+    item; every worker then lists it, and a delete seen by one is seen by all."""
+    async with workers_server(redis_url) as server:
+        answers: list[httpx.Response] = []
+
+        async def post() -> None:
+            async with httpx.AsyncClient(base_url=server.base_url) as client:
+                answers.append(
+                    await client.post(
+                        "/api/v1/items",
+                        json={"name": "pen", "price": 1.5},
+                        headers={"X-Request-ID": "one-pen"},
+                    )
+                )
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(30):
+                nursery.start_soon(post)
+        assert {r.status_code for r in answers} == {201}
+        assert len({r.json()["id"] for r in answers}) == 1
+        replays = [r for r in answers if r.headers.get("Idempotent-Replayed") == "true"]
+        assert len(replays) == 29
+        record_id = answers[0].json()["id"]
+        for _ in range(12):
+            listed = (await fresh_get(server.base_url, "/api/v1/items")).json()
+            assert [item["id"] for item in listed["items"]] == [record_id]
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            gone = await client.delete(f"/api/v1/items/{record_id}")
+        assert gone.status_code == 204
+        for _ in range(12):
+            read = await fresh_get(server.base_url, f"/api/v1/items/{record_id}")
+            assert read.status_code == 404
+
+
 async def test_a_killed_worker_is_replaced_and_the_others_keep_serving(
     redis_url: str,
 ) -> None:

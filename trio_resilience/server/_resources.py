@@ -1,4 +1,8 @@
-"""The CRUD demo's in-memory collections: bounded, paged, idempotent by key.
+"""The CRUD demo's collections: bounded, paged, idempotent by key.
+
+`ResourceBackend` is what the routes need of a collection; `ResourceStore` keeps
+one in this process's memory, `RedisResourceStore` (``_redis_resources``) in Redis
+for every worker process. Both answer the same way, and raise the same errors.
 
 A `ResourceStore` holds at most ``max_items`` records under increasing integer ids,
 in id order, so a page is a slice found by bisection: serving ``limit`` records
@@ -12,8 +16,9 @@ gone instead of creating it again), at most ``max_items`` such keys, the oldest
 forgotten first. So a store holds at most ``max_items`` records, as many live keys,
 and as many keys of deleted records.
 
-Nothing here awaits: a lookup and the creation that follows it happen without a
-checkpoint in between, so concurrent requests with one key cannot both create.
+Each method checkpoints once, on entry, and then runs to its end without another:
+a lookup and the creation that follows it happen without a checkpoint in between,
+so concurrent requests with one key cannot both create.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import trio
@@ -30,7 +35,7 @@ from .._validation import check_int, check_number
 
 
 class ResourceStoreError(Exception):
-    """Base of the errors a `ResourceStore` raises instead of creating a record."""
+    """Base of the errors a `ResourceBackend` raises instead of creating a record."""
 
 
 class StoreFullError(ResourceStoreError):
@@ -73,7 +78,7 @@ class KeyGoneError(ResourceStoreError):
 
 @attrs.frozen(kw_only=True)
 class Created:
-    """What `ResourceStore.create` answered: the record, and whether it already
+    """What `ResourceBackend.create` answered: the record, and whether it already
     existed (the key's replay) rather than being created now."""
 
     record: dict[str, Any]
@@ -91,7 +96,7 @@ class Page:
 
 @attrs.frozen(kw_only=True)
 class ResourceStoreStatistics:
-    """What a `ResourceStore` holds, from `ResourceStore.statistics`."""
+    """What a `ResourceBackend` holds, from `ResourceBackend.statistics`."""
 
     records: int
     max_items: int
@@ -99,6 +104,54 @@ class ResourceStoreStatistics:
     """Idempotency keys of records that exist."""
     deleted_keys: int
     """Idempotency keys of deleted records, still retained."""
+
+
+class ResourceBackend(Protocol):
+    """One collection of records by integer id, at most ``max_items`` of them: what
+    the CRUD routes use. `ResourceStore` is the in-memory one, `RedisResourceStore`
+    the one every worker process shares.
+
+    Records are ``{"id": ..., **data}``; ids increase, and pages list records in id
+    order. A create with an idempotency ``key`` replays the record that key
+    created while it exists (`KeyReusedError` if the ``fingerprint`` differs), then
+    raises `KeyGoneError` for ``key_retention`` seconds once it is deleted; a new
+    record past ``max_items`` raises `StoreFullError`.
+    """
+
+    @property
+    def max_items(self) -> int: ...
+
+    async def get(self, record_id: int) -> dict[str, Any] | None:
+        """The record with this id, or None."""
+        ...
+
+    async def create(
+        self,
+        data: dict[str, Any],
+        *,
+        key: str | None = None,
+        fingerprint: str | None = None,
+    ) -> Created:
+        """A new record, or the one ``key`` created before (``replayed``)."""
+        ...
+
+    async def replace(
+        self, record_id: int, data: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Replace a record's data, keeping its id, place and key; None if absent."""
+        ...
+
+    async def delete(self, record_id: int) -> bool:
+        """Delete a record (its key is retained as deleted); False if absent."""
+        ...
+
+    async def page(self, *, after: int | None, limit: int) -> Page:
+        """The first ``limit`` records with an id above ``after``, in id order."""
+        ...
+
+    async def statistics(self) -> ResourceStoreStatistics:
+        """How many records and keys the store holds now."""
+        ...
 
 
 @attrs.frozen
@@ -115,17 +168,20 @@ class _DeletedKey:
 
 
 class ResourceStore:
-    """One collection of records by integer id, at most ``max_items`` of them.
+    """The in-memory `ResourceBackend`: one collection of records by integer id, at
+    most ``max_items`` of them.
 
     It is not a database: records live in this process's memory, and only for as
-    long as the app does. ``key_retention`` is the seconds (trio time) the key of a
-    deleted record is still known.
+    long as the app does, so several worker processes cannot share it (use
+    `RedisResourceStore`). ``key_retention`` is the seconds (trio time) the key of
+    a deleted record is still known.
 
     ::
 
         store = ResourceStore(max_items=10_000, key_retention=86_400)
-        created = store.create({"name": "pen"}, key="k-1", fingerprint="f")
-        store.create({"name": "pen"}, key="k-1", fingerprint="f").replayed  # True
+        created = await store.create({"name": "pen"}, key="k-1", fingerprint="f")
+        (await store.create({"name": "pen"}, key="k-1", fingerprint="f")).replayed
+        # True
     """
 
     def __init__(self, *, max_items: int, key_retention: float) -> None:
@@ -138,18 +194,16 @@ class ResourceStore:
         self._deleted_keys: OrderedDict[str, _DeletedKey] = OrderedDict()
         self._next_id = itertools.count(1)
 
-    def __len__(self) -> int:
-        return len(self._records)
-
     @property
     def max_items(self) -> int:
         return self._max_items
 
-    def get(self, record_id: int) -> dict[str, Any] | None:
+    async def get(self, record_id: int) -> dict[str, Any] | None:
         """The record with this id, or None."""
+        await trio.lowlevel.checkpoint()
         return self._records.get(record_id)
 
-    def create(
+    async def create(
         self,
         data: dict[str, Any],
         *,
@@ -164,6 +218,7 @@ class ResourceStore:
         record was deleted raises `KeyGoneError` while it is retained. A new record
         when ``max_items`` exist raises `StoreFullError`; replays never do.
         """
+        await trio.lowlevel.checkpoint()  # the only one: nothing awaits below
         if key is not None:
             replay = self._replay(key, fingerprint)
             if replay is not None:
@@ -191,15 +246,19 @@ class ResourceStore:
         _check_fingerprint(key, deleted.record_id, deleted.fingerprint, fingerprint)
         raise KeyGoneError(key, deleted.record_id)
 
-    def replace(self, record_id: int, data: dict[str, Any]) -> dict[str, Any] | None:
+    async def replace(
+        self, record_id: int, data: dict[str, Any]
+    ) -> dict[str, Any] | None:
         """Replace a record's data, keeping its id, place and key; None if absent."""
+        await trio.lowlevel.checkpoint()
         if record_id not in self._records:
             return None
         record = self._records[record_id] = {"id": record_id, **data}
         return record
 
-    def delete(self, record_id: int) -> bool:
+    async def delete(self, record_id: int) -> bool:
         """Delete a record (its key is retained as deleted); False if absent."""
+        await trio.lowlevel.checkpoint()
         if self._records.pop(record_id, None) is None:
             return False
         del self._ids[bisect.bisect_left(self._ids, record_id)]
@@ -216,10 +275,11 @@ class ResourceStore:
                 self._deleted_keys.popitem(last=False)
         return True
 
-    def page(self, *, after: int | None, limit: int) -> Page:
+    async def page(self, *, after: int | None, limit: int) -> Page:
         """The first ``limit`` records with an id above ``after`` (None: from the
         start), in id order."""
         check_int("limit", limit, minimum=1)
+        await trio.lowlevel.checkpoint()
         start = 0 if after is None else bisect.bisect_right(self._ids, after)
         ids = self._ids[start : start + limit]
         more = start + limit < len(self._ids)
@@ -228,8 +288,9 @@ class ResourceStore:
             next_after=ids[-1] if more else None,
         )
 
-    def statistics(self) -> ResourceStoreStatistics:
+    async def statistics(self) -> ResourceStoreStatistics:
         """How many records and keys the store holds now."""
+        await trio.lowlevel.checkpoint()
         self._forget_expired_keys()
         return ResourceStoreStatistics(
             records=len(self._records),

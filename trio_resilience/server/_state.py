@@ -15,7 +15,7 @@ from ._fault_rules import FaultPlan, FaultRule
 from ._faults import FailureBackend, FailureInjector
 from ._idempotency import SingleFlight, TTLCache
 from ._journal import RequestJournal
-from ._resources import ResourceStore
+from ._resources import ResourceBackend
 from ._settings import ServerSettings
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ class ServerState:
     messages: IdempotentAnswers = attrs.field(init=False)
     limiter: trio.CapacityLimiter = attrs.field(init=False)
     journal: RequestJournal = attrs.field(init=False)
-    resources: dict[str, ResourceStore] = attrs.field(factory=dict)
+    resources: dict[str, ResourceBackend] = attrs.field(factory=dict)
     started_at: float = 0.0
     job_queue: JobQueue | None = None
     """The running job queue; set by the app while it serves."""
@@ -63,11 +63,19 @@ class ServerState:
 
     def use_redis(self, redis: RedisConnection) -> None:
         """Move the shared state to Redis (the app does this as it starts)."""
+        from ._redis_resources import RedisResourceStore
         from ._redis_state import RedisFailureInjector, RedisSingleFlight
 
         self.redis = redis
         self.faults = RedisFailureInjector(redis)
         self.messages = RedisSingleFlight(redis, ttl=self.settings.cache_ttl_seconds)
+        for name in self.resources:
+            self.resources[name] = RedisResourceStore(
+                redis,
+                name,
+                max_items=self.settings.crud_max_items,
+                key_retention=self.settings.crud_key_retention,
+            )
 
     async def relay_state_events(self) -> None:
         """Run what the Redis backend needs in the background (until cancelled):

@@ -62,7 +62,7 @@ async def test_a_full_collection_refuses_new_records_with_507(
         replay = await post(client, base, body, key="k-1")
         assert (await client.delete(f"{base}/2")).status_code == 204
         again = await post(client, base, body)
-        stats = app.state.resources[collection].statistics()
+        stats = await app.state.resources[collection].statistics()
     assert (status, refused) == (
         507,
         {
@@ -166,8 +166,8 @@ async def test_a_cursor_survives_deletes_and_creates(
         await post(client, "/api/v1/items", ITEM)
         second = await (await client.get(first["next"])).get_json()
         store = app.state.resources["items"]
-        tail = store.page(after=5, limit=3)
-        past_the_end = store.page(after=99, limit=3)
+        tail = await store.page(after=5, limit=3)
+        past_the_end = await store.page(after=99, limit=3)
     assert [record["id"] for record in first["items"]] == [1, 2, 3]
     assert [record["id"] for record in second["items"]] == [5, 6, 7]
     assert second["next"] is None
@@ -190,7 +190,7 @@ async def test_a_key_outlives_the_answer_cache(
             await post(client, "/api/v1/items", ITEM, key=f"other-{n}")
         await trio.sleep(86_400 * 3)
         retry = await post(client, "/api/v1/items", ITEM, key="retry-me")
-        stats = app.state.resources["items"].statistics()
+        stats = await app.state.resources["items"].statistics()
     assert retry[:2] == (201, first[1])
     assert retry[2]["Idempotent-Replayed"] == "true"
     assert retry[2]["Location"] == "/api/v1/items/1"
@@ -207,13 +207,13 @@ async def test_a_deleted_records_key_answers_410_then_is_forgotten(
         await post(client, "/api/v1/items", ITEM, key="k")
         assert (await client.delete("/api/v1/items/1")).status_code == 204
         gone = await post(client, "/api/v1/items", ITEM, key="k")
-        held = app.state.resources["items"].statistics()
+        held = await app.state.resources["items"].statistics()
         await trio.sleep(599.5)
         still_gone = await post(client, "/api/v1/items", ITEM, key="k")
         await trio.sleep(0.5)
         anew = await post(client, "/api/v1/items", ITEM, key="k")
         replay = await post(client, "/api/v1/items", ITEM, key="k")
-        after = app.state.resources["items"].statistics()
+        after = await app.state.resources["items"].statistics()
     assert gone[:2] == (
         410,
         {
@@ -242,7 +242,7 @@ async def test_deleted_keys_are_bounded_by_crud_max_items(
             await client.delete(f"/api/v1/users/{record['id']}")
         _, unkeyed, _ = await post(client, "/api/v1/users", USER)
         await client.delete(f"/api/v1/users/{unkeyed['id']}")
-        stats = app.state.resources["users"].statistics()
+        stats = await app.state.resources["users"].statistics()
         oldest = await post(client, "/api/v1/users", USER, key="k0")
         kept = await post(client, "/api/v1/users", USER, key="k2")
     assert (stats.records, stats.keys, stats.deleted_keys) == (0, 0, 3)
@@ -264,7 +264,7 @@ async def test_put_keeps_the_key_and_its_replay_shows_the_record_now(
         replay = await post(client, "/api/v1/items", ITEM, key="k")
         reused = await post(client, "/api/v1/items", renamed, key="k")
         unknown = await client.put("/api/v1/items/9", json={"bogus": True})
-        stats = app.state.resources["items"].statistics()
+        stats = await app.state.resources["items"].statistics()
     assert updated.status_code == 200
     assert replay[:2] == (201, {**renamed, "id": 1, "description": None, "quantity": 0})
     assert reused[0] == 422
@@ -286,7 +286,7 @@ async def test_concurrent_posts_with_one_key_create_one_record(
         async with trio.open_nursery() as nursery:
             for _ in range(10):
                 nursery.start_soon(one)
-        stats = app.state.resources["items"].statistics()
+        stats = await app.state.resources["items"].statistics()
     assert {(status, body["id"]) for status, body, _ in answers} == {(201, 1)}
     replayed = [headers.get("Idempotent-Replayed") for _, _, headers in answers]
     assert replayed.count("true") == 9
@@ -319,7 +319,7 @@ async def test_a_key_reused_with_another_body_is_422(
         reused = await post(client, base, other, key="k-7")
         reordered = dict(reversed(list(body.items())))
         replay = await post(client, base, reordered, key="k-7")
-        stats = app.state.resources[collection].statistics()
+        stats = await app.state.resources[collection].statistics()
     assert reused[:2] == (
         422,
         {
@@ -465,11 +465,11 @@ async def test_crud_routes_are_fully_documented(
     validate(crud_only)
 
 
-def test_store_misuse_is_refused() -> None:
+async def test_store_misuse_is_refused(autojump_clock: trio.testing.MockClock) -> None:
     """A ResourceStore needs max_items >= 1, key_retention > 0 and limit >= 1."""
     with pytest.raises(ValueError, match=r"^max_items must be >= 1$"):
         ResourceStore(max_items=0, key_retention=1)
     with pytest.raises(ValueError, match=r"^key_retention must be > 0$"):
         ResourceStore(max_items=1, key_retention=0)
     with pytest.raises(ValueError, match=r"^limit must be >= 1$"):
-        ResourceStore(max_items=1, key_retention=1).page(after=None, limit=0)
+        await ResourceStore(max_items=1, key_retention=1).page(after=None, limit=0)

@@ -1,4 +1,4 @@
-"""In-memory CRUD demo resources (/api/v1/items, /api/v1/users).
+"""CRUD demo resources (/api/v1/items, /api/v1/users), in memory or in Redis.
 
 Each collection holds at most ``crud_max_items`` records (a POST beyond is a 507)
 and lists a page at a time, in id order. POST is idempotent by ``X-Request-ID``: a
@@ -7,7 +7,8 @@ is now, for as long as it exists (not for as long as an answer cache remembers
 it), so client retries of writes can be tested end to end. The same id with a
 different body is a 422; once the record is deleted, the id answers 410 for
 ``crud_key_retention`` seconds (a late retry never recreates a deleted record),
-after which it is free again.
+after which it is free again. With a state URL the collections live in Redis
+(`RedisResourceStore`), and these rules hold across every worker process.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from .._pagination import PageQuery, page_body
 from .._resources import (
     KeyGoneError,
     KeyReusedError,
-    ResourceStore,
+    ResourceBackend,
     StoreFullError,
 )
 from .._responses import (
@@ -98,7 +99,8 @@ def crud_blueprint(
     stored: type[BaseModel],
     page: type[BaseModel],
 ) -> Blueprint:
-    """Create, read, list, update and delete for one in-memory collection.
+    """Create, read, list, update and delete for one collection (a
+    `ResourceBackend`: in memory, or in Redis).
 
     ``model`` validates request bodies; ``stored`` (a record) and ``page`` (a list
     response) only document the responses.
@@ -106,7 +108,7 @@ def crud_blueprint(
     blueprint = Blueprint(name, __name__, url_prefix=f"/api/v1/{name}")
     singular = name[:-1]
 
-    def store() -> ResourceStore:
+    def store() -> ResourceBackend:
         return server_state().resources[name]
 
     def not_found() -> Response:
@@ -171,7 +173,7 @@ def crud_blueprint(
             return problem
         data = body.model_dump(mode="json")
         try:
-            created = store().create(
+            created = await store().create(
                 data,
                 key=key,
                 fingerprint=None if key is None else fingerprint(data),
@@ -220,7 +222,7 @@ def crud_blueprint(
         query = parse_query(PageQuery)
         if isinstance(query, Response):
             return query
-        found = store().page(
+        found = await store().page(
             after=None if query.after is None else int(query.after),
             limit=query.limit,
         )
@@ -234,7 +236,7 @@ def crud_blueprint(
     @document_response(ErrorDetail, 404)
     async def read(record_id: int) -> Response:
         """One record by id."""
-        record = store().get(record_id)
+        record = await store().get(record_id)
         return not_found() if record is None else json_response(record)
 
     @blueprint.put("/<int:record_id>")
@@ -254,12 +256,12 @@ def crud_blueprint(
         the body.
         """
         records = store()
-        if records.get(record_id) is None:
+        if await records.get(record_id) is None:
             return not_found()
         body = await parse_json_body(model)
         if isinstance(body, Response):
             return body
-        record = records.replace(record_id, body.model_dump(mode="json"))
+        record = await records.replace(record_id, body.model_dump(mode="json"))
         return not_found() if record is None else json_response(record)
 
     @blueprint.delete("/<int:record_id>")
@@ -275,7 +277,7 @@ def crud_blueprint(
         The X-Request-ID that created it then answers 410 for
         ``crud_key_retention`` seconds.
         """
-        if not store().delete(record_id):
+        if not await store().delete(record_id):
             return not_found()
         return Response("", status=204)
 
