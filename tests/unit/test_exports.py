@@ -106,3 +106,33 @@ def test_subpackage_contracts() -> None:
         "HandlerRegistry",
         "register_handler",
     } <= set(jobs.__all__)
+
+
+def test_redis_contract() -> None:
+    """The Redis twins DESIGN.md names, with its signatures, and the connection."""
+    import inspect
+
+    import trio_resilience.redis as redis
+
+    assert set(redis.__all__) == {
+        "RedisCircuitBreaker",
+        "RedisCircuitBreakerTicket",
+        "RedisConnection",
+        "RedisTokenBucketRateLimiter",
+        "RedisUnavailableError",
+        "Script",
+        "connection_for",
+        "open_redis",
+        "shared_connection",
+    }
+    limiter = inspect.signature(redis.RedisTokenBucketRateLimiter)
+    assert list(limiter.parameters)[:4] == ["url", "key", "rate", "capacity"]
+    breaker = inspect.signature(redis.RedisCircuitBreaker).parameters
+    assert list(breaker)[:4] == [
+        "url",
+        "name",
+        "failure_threshold",
+        "recovery_timeout",
+    ]
+    assert breaker["failure_threshold"].default == 5
+    assert breaker["recovery_timeout"].default == 30.0

@@ -207,6 +207,16 @@ async def shared_connection(url: str) -> RedisConnection:
             raise RedisUnavailableError(str(failure)) from failure
 
 
+async def connection_for(target: str | RedisConnection) -> RedisConnection:
+    """``target`` itself if it is an open `RedisConnection`, else the run's
+    `shared_connection` to the URL ``target``: how the client-side twins find
+    their connection on each use (so one made at module level works in every run).
+    """
+    if isinstance(target, RedisConnection):
+        return target
+    return await shared_connection(target)
+
+
 async def _keep_open(url: str, connections: _RunConnections, ready: trio.Event) -> None:
     try:
         async with RedisConnection(url) as connection:
