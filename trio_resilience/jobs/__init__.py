@@ -1,6 +1,15 @@
-"""An asynchronous job queue whose workers live in a nursery."""
+"""An asynchronous job queue whose workers live in a nursery.
+
+`JobQueue` keeps its jobs in memory; `RedisJobQueue` (``pip install
+'trio-resilience[redis]'``, imported on first use) keeps them in Redis, shared by
+every worker process.
+"""
+
+from typing import TYPE_CHECKING, Any
 
 from . import _builtin  # registers the built-in handlers
+from ._backends import JobBackend as JobBackend
+from ._backends import MemoryJobBackend as MemoryJobBackend
 from ._models import Job as Job
 from ._models import JobContext as JobContext
 from ._models import JobStatus as JobStatus
@@ -20,10 +29,23 @@ from ._registry import register_handler as register_handler
 
 del _builtin
 
+if TYPE_CHECKING:
+    from ._redis_queue import RedisJobQueue as RedisJobQueue
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RedisJobQueue":  # imports coredis, an optional dependency
+        from ._redis_queue import RedisJobQueue
+
+        return RedisJobQueue
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "HandlerRegistry",
     "InvalidPayloadError",
     "Job",
+    "JobBackend",
     "JobContext",
     "JobNotFoundError",
     "JobPage",
@@ -31,7 +53,9 @@ __all__ = [
     "JobQueueStatistics",
     "JobStatus",
     "KeyReusedError",
+    "MemoryJobBackend",
     "QueueFullError",
+    "RedisJobQueue",
     "ResultTooLargeError",
     "Submission",
     "UnknownJobTypeError",

@@ -63,6 +63,97 @@ def _split_escaping(
     return BaseExceptionGroup("raised by a job's handler", escaping), failures
 
 
+@attrs.frozen(kw_only=True)
+class JobOutcome:
+    """How a job's run ended, as `run_handler` found it: what to record."""
+
+    status: JobStatus
+    result: Any = None
+    error: str | None = None
+    result_bytes: int = 0
+    """The JSON size of the final result (counted against the job's limit)."""
+    shut_down: bool = False
+    """Ended by the queue's own shutdown (a queue in Redis records nothing then:
+    another worker runs the job again)."""
+
+
+async def run_handler(
+    registry: HandlerRegistry, job: Job, *, job_timeout: float
+) -> tuple[JobOutcome | None, BaseException | None]:
+    """Run ``job``'s handler once, in a cancel scope kept in ``job._scope`` (whose
+    deadline is the job timeout, and which `JobQueue.cancel` cancels after setting
+    ``job._cancel_requested``, which tells the two apart).
+
+    Returns how the job ended, and what must be raised on once it is recorded
+    (KeyboardInterrupt, or the Cancelled of a queue that is itself cancelled):
+    the outcome is None only when nothing of the job's own is to be recorded
+    (the caller then records the queue's shutdown). Both queues, in memory and in
+    Redis, run their jobs through this one function.
+    """
+    started = trio.current_time() if job.started_at is None else job.started_at
+    scope = job._scope = trio.CancelScope(deadline=started + job_timeout)
+    result: Any = None
+    returned = False
+    try:
+        with scope:
+            handler = registry.get(job.type)
+            result = await handler(job.payload, JobContext(job=job))
+            returned = True
+    except BaseException as exc:
+        # Sorted outside the job's scope, which has already taken its own
+        # Cancelled out: what is left is the job's failure, except what belongs
+        # to the caller (KeyboardInterrupt, and the Cancelled of a queue that is
+        # itself being cancelled), which is raised on.
+        shut_down = trio.current_effective_deadline() == -math.inf
+        escaping, failures = _split_escaping(exc, queue_cancelled=shut_down)
+        outcome = None
+        if failures or shut_down:
+            outcome = _outcome(
+                job, scope, job_timeout, failures=failures, shut_down=shut_down
+            )
+        return outcome, escaping
+    else:
+        return _outcome(job, scope, job_timeout, result=result, returned=returned), None
+    finally:
+        job._scope = None
+
+
+def _outcome(
+    job: Job,
+    scope: trio.CancelScope,
+    job_timeout: float,
+    *,
+    result: Any = None,
+    failures: Sequence[BaseException] = (),
+    returned: bool = False,
+    shut_down: bool = False,
+) -> JobOutcome:
+    """How the handler ended: returned (with ``result``), raised ``failures``, or
+    neither (its Cancelled was caught or is on its way out)."""
+    if job._cancel_requested:
+        status, error = JobStatus.CANCELLED, "cancelled"
+    elif scope.cancel_called:
+        status, error = JobStatus.FAILED, f"timed out after {job_timeout:g}s"
+    elif shut_down:
+        error = "queue shut down"
+        if failures:
+            error += f"; the handler then raised {_describe(failures)}"
+        return JobOutcome(status=JobStatus.CANCELLED, error=error, shut_down=True)
+    elif failures:
+        return JobOutcome(status=JobStatus.FAILED, error=_describe(failures))
+    else:
+        try:
+            size = job._count_result("final result", result)
+        except ValueError as refused:  # not JSON, or too large: not kept
+            return JobOutcome(status=JobStatus.FAILED, error=_describe([refused]))
+        return JobOutcome(status=JobStatus.COMPLETED, result=result, result_bytes=size)
+    if failures:
+        error += f"; the handler then raised {_describe(failures)}"
+    elif returned:
+        error += "; the handler ignored the cancellation and returned"
+    return JobOutcome(status=status, error=error)
+
+
 class QueueFullError(Exception):
     """``max_queued`` jobs are already waiting (or their payloads already take
     ``max_retained_bytes``); try again later."""
@@ -255,75 +346,21 @@ class JobQueue(ServiceLifetime):
         job.status = JobStatus.RUNNING
         job.started_at = trio.current_time()
         job.attempt += 1
-        # One scope serves both ends: its deadline is the job timeout, and cancel()
-        # cancels it (setting _cancel_requested, which tells the two apart).
-        scope = job._scope = trio.CancelScope(
-            deadline=job.started_at + self._job_timeout
-        )
         try:
-            result: Any = None
-            returned = False
-            try:
-                with scope:
-                    handler = self._registry.get(job.type)
-                    result = await handler(job.payload, JobContext(job=job))
-                    returned = True
-            except BaseException as exc:
-                # Sorted outside the job's scope, which has already taken its own
-                # Cancelled out: what is left is the job's failure, except what
-                # belongs to the caller (KeyboardInterrupt, and the Cancelled of a
-                # queue that is itself being cancelled), which is raised on.
-                shut_down = trio.current_effective_deadline() == -math.inf
-                escaping, failures = _split_escaping(exc, queue_cancelled=shut_down)
-                if failures or shut_down:
-                    self._settle(job, scope, failures=failures, shut_down=shut_down)
-                if escaping is exc:
-                    raise
-                if escaping is not None:
-                    raise escaping  # noqa: B904 (chained to the whole exception)
-            else:
-                self._settle(job, scope, result=result, returned=returned)
+            outcome, escaping = await run_handler(
+                self._registry, job, job_timeout=self._job_timeout
+            )
+            if outcome is not None:
+                job.result_bytes += outcome.result_bytes
+                self._finish(
+                    job, outcome.status, result=outcome.result, error=outcome.error
+                )
+            if escaping is not None:
+                raise escaping
         finally:
             self._running -= 1
-            job._scope = None
             if job.status is JobStatus.RUNNING:  # the queue itself is being cancelled
                 self._finish(job, JobStatus.CANCELLED, error="queue shut down")
-
-    def _settle(
-        self,
-        job: Job,
-        scope: trio.CancelScope,
-        *,
-        result: Any = None,
-        failures: Sequence[BaseException] = (),
-        returned: bool = False,
-        shut_down: bool = False,
-    ) -> None:
-        """Record how the handler ended: returned (with ``result``), raised
-        ``failures``, or neither (its Cancelled was caught or is on its way out)."""
-        if job._cancel_requested:
-            status, error = JobStatus.CANCELLED, "cancelled"
-        elif scope.cancel_called:
-            status, error = JobStatus.FAILED, f"timed out after {self._job_timeout:g}s"
-        elif shut_down:
-            status, error = JobStatus.CANCELLED, "queue shut down"
-        elif failures:
-            self._finish(job, JobStatus.FAILED, error=_describe(failures))
-            return
-        else:
-            try:
-                size = job._count_result("final result", result)
-            except ValueError as refused:  # not JSON, or too large: not kept
-                self._finish(job, JobStatus.FAILED, error=_describe([refused]))
-                return
-            job.result_bytes += size
-            self._finish(job, JobStatus.COMPLETED, result=result)
-            return
-        if failures:
-            error += f"; the handler then raised {_describe(failures)}"
-        elif returned:
-            error += "; the handler ignored the cancellation and returned"
-        self._finish(job, status, error=error)
 
     def _finish(
         self,

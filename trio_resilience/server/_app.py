@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
@@ -12,7 +14,7 @@ from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .._backend import BackendUnavailableError
-from ..jobs import JobQueue
+from ..jobs import JobBackend, JobQueue, MemoryJobBackend
 from ._asgi import EXCHANGE_KEY, REQUEST_ID_KEY
 from ._connections import Exchange
 from ._docs import init_docs
@@ -34,6 +36,37 @@ from ._routes import (
 )
 from ._settings import ServerSettings
 from ._state import ResilienceTestApp, ServerState
+
+
+@asynccontextmanager
+async def open_job_queue(state: ServerState) -> AsyncIterator[JobBackend]:
+    """Run the job queue the settings ask for: in Redis when the state has a
+    connection (every worker process shares it), else in memory."""
+    settings = state.settings
+    common: dict[str, Any] = {
+        "workers": settings.job_workers,
+        "max_queued": settings.job_queue_size,
+        "job_timeout": settings.job_timeout,
+        "result_ttl": settings.job_result_ttl,
+        "max_result_bytes": settings.job_max_result_bytes,
+        "shutdown_grace": settings.shutdown_grace_period,
+    }
+    if state.redis is not None:
+        from ..jobs import RedisJobQueue
+
+        async with RedisJobQueue(
+            state.redis,
+            lease=settings.job_lease_seconds,
+            max_attempts=settings.job_max_attempts,
+            **common,
+        ) as shared:
+            yield shared
+        return
+    async with JobQueue(
+        max_retained_bytes=settings.job_max_retained_bytes, **common
+    ) as queue:
+        state.job_queue = queue
+        yield MemoryJobBackend(queue)
 
 
 def create_app(settings: ServerSettings | None = None) -> ResilienceTestApp:
@@ -97,16 +130,8 @@ def create_app(settings: ServerSettings | None = None) -> ResilienceTestApp:
 
     async def run_jobs(task_status: trio.TaskStatus[None]) -> None:
         try:
-            async with JobQueue(
-                workers=settings.job_workers,
-                max_queued=settings.job_queue_size,
-                job_timeout=settings.job_timeout,
-                result_ttl=settings.job_result_ttl,
-                max_retained_bytes=settings.job_max_retained_bytes,
-                max_result_bytes=settings.job_max_result_bytes,
-                shutdown_grace=settings.shutdown_grace_period,
-            ) as queue:
-                app.state.job_queue = queue
+            async with open_job_queue(app.state) as queue:
+                app.state.job_backend = queue
                 task_status.started()
                 await stop_jobs.wait()
         finally:

@@ -10,7 +10,7 @@ import trio
 from quart import current_app
 from quart_trio import QuartTrio
 
-from ..jobs import JobQueue
+from ..jobs import JobBackend, JobQueue
 from ._fault_rules import FaultPlan, FaultRule
 from ._faults import FailureBackend, FailureInjector
 from ._idempotency import SingleFlight, TTLCache
@@ -47,7 +47,11 @@ class ServerState:
     resources: dict[str, ResourceBackend] = attrs.field(factory=dict)
     started_at: float = 0.0
     job_queue: JobQueue | None = None
-    """The running job queue; set by the app while it serves."""
+    """The running in-memory job queue; set by the app while it serves without
+    a state URL."""
+    job_backend: JobBackend | None = None
+    """The running job queue as the routes use it (in memory or in Redis); set
+    by the app while it serves."""
     redis: RedisConnection | None = None
     """The state backend's connection while the app serves with a state URL."""
     shutting_down: bool = False
@@ -98,10 +102,21 @@ class ServerState:
 
     @property
     def jobs(self) -> JobQueue:
-        """The job queue; it runs while the app is serving."""
+        """The in-memory job queue; it runs while the app is serving without a
+        state URL."""
         if self.job_queue is None:
-            raise RuntimeError("the job queue runs only while the app is serving")
+            raise RuntimeError(
+                "the in-memory job queue runs only while the app is serving "
+                "without a state URL"
+            )
         return self.job_queue
+
+    @property
+    def job_service(self) -> JobBackend:
+        """The job queue the routes use, in memory or in Redis, while serving."""
+        if self.job_backend is None:
+            raise RuntimeError("the job queue runs only while the app is serving")
+        return self.job_backend
 
 
 class ResilienceTestApp(QuartTrio):

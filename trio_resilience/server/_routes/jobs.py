@@ -111,7 +111,7 @@ class JobListQuery(PageQuery):
 
 def job_json(job: Job) -> dict[str, Any]:
     """A job as the API serves it, with Unix timestamps."""
-    return job.to_dict(clock_offset=server_state().jobs.wall_clock_offset)
+    return job.to_dict(clock_offset=server_state().job_service.wall_clock_offset)
 
 
 def request_fingerprint(submission: JobSubmission) -> str:
@@ -120,7 +120,9 @@ def request_fingerprint(submission: JobSubmission) -> str:
 
     Raises what submitting would: `UnknownJobTypeError`, `InvalidPayloadError`.
     """
-    payload = server_state().jobs.registry.validate(submission.type, submission.payload)
+    payload = server_state().job_service.registry.validate(
+        submission.type, submission.payload
+    )
     return fingerprint(
         {"type": submission.type, "payload": to_jsonable_python(payload)}
     )
@@ -182,7 +184,7 @@ async def submit_job() -> Response:
     key = request.headers.get("X-Request-ID")
     if (problem := request_id_problem(key)) is not None:
         return problem
-    queue = server_state().jobs
+    queue = server_state().job_service
     try:
         submitted = await queue.submit_keyed(
             submission.type,
@@ -217,7 +219,8 @@ async def submit_job() -> Response:
     headers = {"Location": f"/api/v1/jobs/{submitted.job_id}"}
     if not submitted.created:
         headers["Idempotent-Replayed"] = "true"
-    return json_response(job_json(queue.get(submitted.job_id)), 202, headers)
+    job = await queue.get(submitted.job_id)
+    return json_response(job_json(job), 202, headers)
 
 
 @blueprint.get("/<job_id>")
@@ -227,7 +230,7 @@ async def submit_job() -> Response:
 async def get_job(job_id: str) -> Response:
     """A job's state, intermediate results, and final result or error."""
     try:
-        job = server_state().jobs.get(job_id)
+        job = await server_state().job_service.get(job_id)
     except JobNotFoundError:
         return not_found()
     return json_response(job_json(job))
@@ -248,13 +251,13 @@ async def list_jobs() -> Response:
     query = parse_query(JobListQuery)
     if isinstance(query, Response):
         return query
-    page = server_state().jobs.page(
+    page = await server_state().job_service.page(
         after=None if query.after is None else int(query.after),
         limit=query.limit,
         status=query.status,
     )
     cursor = None if page.next_after is None else str(page.next_after)
-    offset = server_state().jobs.wall_clock_offset
+    offset = server_state().job_service.wall_clock_offset
     jobs = [job.to_dict(clock_offset=offset) for job in page.jobs]
     return json_response(page_body("jobs", jobs, query, cursor))
 
@@ -266,7 +269,7 @@ async def list_jobs() -> Response:
 async def cancel_job(job_id: str) -> Response:
     """Cancel a job: a waiting one at once, a running one as soon as it yields."""
     try:
-        job = server_state().jobs.cancel(job_id)
+        job = await server_state().job_service.cancel(job_id)
     except JobNotFoundError:
         return not_found()
     return json_response(job_json(job))
