@@ -23,7 +23,12 @@ import trio
 from trio_resilience.redis import RedisConnection, open_redis
 
 from .conftest import CLIServer, cli_server
-from .test_workers_redis import WORKERS, wait_for_listening_workers, worker_pids
+from .test_workers_redis import (
+    WORKERS,
+    fresh_get,
+    wait_for_listening_workers,
+    worker_pids,
+)
 
 
 @asynccontextmanager
@@ -100,6 +105,42 @@ async def test_a_job_whose_worker_is_killed_runs_again_elsewhere(
         await wait_for_listening_workers(server, WORKERS + 1)
         assert server.process.poll() is None
         assert (await client.get("/health")).status_code == 200
+
+
+async def test_any_worker_lists_and_cancels_any_job(redis_url: str) -> None:
+    """A running job, submitted to one worker, is listed and cancelled through
+    fresh connections (so any worker may answer)."""
+    async with jobs_server(redis_url) as server:
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            submitted = await client.post(
+                "/api/v1/jobs",
+                json={"type": "long_running", "payload": {"duration": 60}},
+            )
+        job_id = submitted.json()["id"]
+        with trio.fail_after(10):
+            while True:  # polled: the job starts in another process
+                if (await fresh_get(server.base_url, f"/api/v1/jobs/{job_id}")).json()[
+                    "status"
+                ] == "running":
+                    break
+                await trio.sleep(0.02)
+        for _ in range(8):
+            listed = (await fresh_get(server.base_url, "/api/v1/jobs")).json()
+            assert [job["id"] for job in listed["jobs"]] == [job_id]
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            asked = await client.delete(f"/api/v1/jobs/{job_id}")
+        assert asked.status_code == 200
+        with trio.fail_after(5):
+            while True:  # polled: its worker cancels it at its next heartbeat
+                job = (
+                    await fresh_get(server.base_url, f"/api/v1/jobs/{job_id}")
+                ).json()
+                if job["status"] == "cancelled":
+                    break
+                await trio.sleep(0.02)
+        assert job["error"] == "cancelled"
+        missing = await fresh_get(server.base_url, "/api/v1/jobs/nope")
+        assert missing.status_code == 404
 
 
 # A submission cut by a worker's death leaves httpx's request-body generator

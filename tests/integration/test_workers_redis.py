@@ -176,7 +176,8 @@ async def test_redis_lost_while_serving_is_a_503_then_recovers(
     tmp_path: Path,
 ) -> None:
     """Stop the server's Redis: /msg answers 503 naming the state backend and the
-    server keeps running; restart Redis on the same port: 200 again."""
+    server keeps running; restart Redis on the same port: 200 again, and jobs
+    run again."""
     redis = start_redis(tmp_path)
     try:
         async with workers_server(redis.url()) as server:
@@ -197,6 +198,19 @@ async def test_redis_lost_while_serving_is_a_503_then_recovers(
                         break
                     await trio.sleep(0.05)
             assert (await fresh_get(server.base_url, "/fail/status")).status_code == 200
+            # The new Redis is empty: the job queue makes its group again.
+            async with httpx.AsyncClient(base_url=server.base_url) as client:
+                submitted = await client.post(
+                    "/api/v1/jobs", json={"type": "echo", "payload": {"a": 1}}
+                )
+                assert submitted.status_code == 202
+                with trio.fail_after(10):
+                    while True:  # polled: the job runs in another process
+                        job = await client.get(submitted.headers["Location"])
+                        if job.json()["status"] == "completed":
+                            break
+                        await trio.sleep(0.05)
+            assert server.process.poll() is None
     finally:
         redis.process.kill()
         redis.process.wait()

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import secrets
@@ -42,7 +43,7 @@ from typing import Any
 
 import attrs
 import trio
-from coredis.exceptions import StreamDuplicateConsumerGroupError
+from coredis.exceptions import RedisError, StreamDuplicateConsumerGroupError
 
 from .._service import ServiceLifetime, open_service_nursery
 from .._validation import check_int, check_number
@@ -66,6 +67,11 @@ _RECORD_TIMEOUT = 5.0
 """How long a finished run tries to record its outcome (shielded) before leaving
 it to the lease: the job then runs again elsewhere."""
 _FETCH_BLOCK_MS = 500
+_LOST = (RedisUnavailableError, RedisError)
+"""Redis away, back without our consumer group (restarted empty), or refusing a
+command (out of memory, say): the background tasks log it, wait a tick and carry
+on (making the group again) rather than take the queue down."""
+_log = logging.getLogger("trio_resilience.jobs")
 
 
 @attrs.define(eq=False)
@@ -245,6 +251,7 @@ class RedisJobQueue(ServiceLifetime):
     ) -> None:
         """Hand new entries, and entries whose lease lapsed, to free workers."""
         next_reclaim = trio.current_time()
+        failing = False
         with intake, send:
             while True:
                 await free.acquire()
@@ -259,8 +266,16 @@ class RedisJobQueue(ServiceLifetime):
                         found = await self._lapsed(slots)
                     if not found:
                         found = await self._read(slots)
-                except RedisUnavailableError:
-                    await trio.sleep(self.tick)  # Redis is away: look again soon
+                    if failing:
+                        _log.info("job queue: Redis answers again")
+                        failing = False
+                except _LOST as error:
+                    if not failing:
+                        _log.warning("job queue: Redis failed, retrying: %s", error)
+                        failing = True
+                    await trio.sleep(self.tick)
+                    with contextlib.suppress(*_LOST):
+                        await self._ensure_group()
                 for delivery in found:
                     send.send_nowait(delivery)
                 for _ in range(slots - len(found)):
@@ -314,7 +329,7 @@ class RedisJobQueue(ServiceLifetime):
                 counts.append(len(results))
             try:
                 cancelled = await self._heartbeat([], args)
-            except RedisUnavailableError:
+            except _LOST:
                 continue  # the lease may lapse: then the job runs again elsewhere
             for run, count in zip(runs, counts, strict=True):
                 run.flushed = count
@@ -349,7 +364,7 @@ class RedisJobQueue(ServiceLifetime):
                     self._max_retained,
                 ],
             )
-        except RedisUnavailableError:
+        except _LOST:
             return  # the entry stays pending: another look once the lease lapses
         if int(started[0]) != 1:
             return
@@ -401,7 +416,7 @@ class RedisJobQueue(ServiceLifetime):
         # runs again elsewhere.
         with (
             trio.move_on_after(_RECORD_TIMEOUT, shield=True),
-            contextlib.suppress(RedisUnavailableError),
+            contextlib.suppress(*_LOST),
         ):
             await self._finish([], args)
 
