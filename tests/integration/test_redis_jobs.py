@@ -239,7 +239,9 @@ async def until_finished(queue: RedisJobQueue, job_id: str) -> Any:
 
 
 async def test_pages_and_retention(redis_url: str) -> None:
-    async with queue_on(redis_url, workers=2, max_retained=3) as queue:
+    """Pages in submission order; past max_retained the first finished go (one
+    worker, so they finish in submission order)."""
+    async with queue_on(redis_url, workers=1, max_retained=3) as queue:
         ids = [await queue.submit("echo", {"i": i}) for i in range(6)]
         for job_id in ids:
             await until(lambda j=job_id: _finished_or_gone(queue, j))
