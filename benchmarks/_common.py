@@ -7,7 +7,7 @@ Most of it is for ``bench_server.py`` and ``bench_client.py``, which both start 
 HTTP server as a subprocess on 127.0.0.1 and measure requests to it: a free port,
 starting, checking and stopping the server, pinning it to a CPU of its own, reading
 its CPU time; and the bits of reporting they have in common. `environment` is used
-by every benchmark.
+by every benchmark; `redis_server` and `redis_cli` by those that need a Redis.
 """
 
 from __future__ import annotations
@@ -187,6 +187,53 @@ def process_cpu_seconds(pid: int) -> float | None:
     # utime and stime are fields 14 and 15.
     fields = stat.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree_cpu_seconds(pid: int) -> float | None:
+    """`process_cpu_seconds` of ``pid`` plus those of its running descendants (a
+    server's worker processes), or None."""
+    own = process_cpu_seconds(pid)
+    if own is None:
+        return None
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        children = [
+            int(child) for t in tasks for child in (t / "children").read_text().split()
+        ]
+    except OSError:
+        return own
+    return own + sum(process_tree_cpu_seconds(child) or 0.0 for child in children)
+
+
+# -- Redis -----------------------------------------------------------------------
+
+
+def redis_cli(port: int, *args: str, check: bool = True) -> str:
+    """What ``redis-cli`` printed for command ``args`` to the Redis on ``port``."""
+    argv = ["redis-cli", "-h", HOST, "-p", str(port), *args]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    if check and done.returncode != 0:
+        raise BenchmarkError(f"{' '.join(argv)}: {done.stdout}{done.stderr}")
+    return done.stdout
+
+
+@contextlib.contextmanager
+def redis_server(workdir: Path) -> Iterator[ServerProcess]:
+    """A ``redis-server`` of its own on ``HOST`` (a free port, no persistence,
+    files in ``workdir``), once it answers ``PING``; stopped on any exit."""
+    port, output = free_port(), workdir / "redis.out"
+    argv = ["redis-server", "--port", str(port), "--bind", HOST, "--save", ""]
+    argv += ["--appendonly", "no", "--dir", str(workdir)]
+    server = ServerProcess(port, start_process(argv, workdir, output), output)
+    try:
+        deadline = time.monotonic() + 10
+        while redis_cli(port, "PING", check=False).strip() != "PONG":
+            if server.process.poll() is not None or time.monotonic() > deadline:
+                raise BenchmarkError(f"no redis-server:\n{server.output_tail()}")
+            time.sleep(0.05)
+        yield server
+    finally:
+        server.exit_code = stop(server.process)
 
 
 # -- pinning ---------------------------------------------------------------------
