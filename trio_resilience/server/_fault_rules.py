@@ -478,15 +478,7 @@ class FaultPlan(RunBound):
         if not self._index:
             return None
         self._bind()
-        lists: list[list[FaultRule]] = []
-        unscoped = self._index.get(None)
-        if unscoped is not None:
-            lists.extend(unscoped.lists(path))
-        if len(self._index) > (unscoped is not None):
-            given = find_header(headers, SCOPE_HEADER)
-            scoped = None if given is None else self._index.get(given.decode("latin-1"))
-            if scoped is not None:
-                lists.extend(scoped.lists(path))
+        lists = self._lists(path, headers)
         if not lists:
             return None
         candidates: Iterable[FaultRule] = (
@@ -505,3 +497,38 @@ class FaultPlan(RunBound):
         for rule in spent:
             self._unindex(rule)
         return fired
+
+    def _lists(
+        self, path: str, headers: Sequence[tuple[bytes, bytes]]
+    ) -> list[list[FaultRule]]:
+        """The index's lists whose rules may match a request to ``path``."""
+        lists: list[list[FaultRule]] = []
+        unscoped = self._index.get(None)
+        if unscoped is not None:
+            lists.extend(unscoped.lists(path))
+        if len(self._index) > (unscoped is not None):
+            given = find_header(headers, SCOPE_HEADER)
+            scoped = None if given is None else self._index.get(given.decode("latin-1"))
+            if scoped is not None:
+                lists.extend(scoped.lists(path))
+        return lists
+
+    def matching(
+        self, method: str, path: str, headers: Sequence[tuple[bytes, bytes]]
+    ) -> list[FaultRule]:
+        """The indexed rules whose match accepts this request, in order, without
+        deciding or counting anything (for a backend that decides elsewhere)."""
+        if not self._index:
+            return []
+        self._bind()
+        lists = self._lists(path, headers)
+        if not lists:
+            return []
+        candidates: Iterable[FaultRule] = (
+            lists[0] if len(lists) == 1 else heapq.merge(*lists, key=_order)
+        )
+        return [r for r in candidates if r.match.accepts(method, path, headers)]
+
+    def retire(self, rule: FaultRule) -> None:
+        """Take ``rule`` out of the index (it stays stored): it cannot fire again."""
+        self._unindex(rule)

@@ -307,10 +307,11 @@ class FaultRuleIn(BaseModel):
         ),
     )
 
-    def to_rule(self) -> FaultRule:
-        """The rule to store; without a seed, one of `new_seed`'s."""
+    def to_rule(self, rule_id: str | None = None) -> FaultRule:
+        """The rule to store (a new id unless ``rule_id``); without a seed, one
+        of `new_seed`'s."""
         return FaultRule(
-            id=secrets.token_hex(6),
+            id=secrets.token_hex(6) if rule_id is None else rule_id,
             match=self.match.to_match(),
             action=self.action.to_action(),
             times=self.times,

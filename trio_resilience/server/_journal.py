@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -60,6 +61,9 @@ class RequestJournal(RunBound):
             maxlen=check_int("size", size, minimum=1)
         )
         self._offset: float | None = None
+        self.forward: Callable[[JournalEntry], None] | None = None
+        """Where `record` sends entries instead of keeping them (the Redis
+        journal's queue, with a state URL); None: kept here."""
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -83,7 +87,11 @@ class RequestJournal(RunBound):
         self._offset = None  # the entries, already in Unix seconds, stay
 
     def record(self, entry: JournalEntry) -> None:
-        """Add ``entry``, dropping the oldest one when full."""
+        """Add ``entry``, dropping the oldest one when full (or hand it to
+        `forward`, synchronously, if set)."""
+        if self.forward is not None:
+            self.forward(entry)
+            return
         self._entries.append(entry)
 
     def entries(

@@ -16,10 +16,18 @@ from ._faults import FailureBackend, FailureInjector
 from ._idempotency import SingleFlight, TTLCache
 from ._journal import RequestJournal
 from ._resources import ResourceBackend
+from ._rule_store import (
+    FaultRules,
+    JournalStore,
+    MemoryFaultRules,
+    MemoryJournalStore,
+)
 from ._settings import ServerSettings
 
 if TYPE_CHECKING:
     from ..redis import RedisConnection
+    from ._redis_journal import RedisJournal
+    from ._redis_plan import RedisFaultRules
 
 
 class IdempotentAnswers(Protocol):
@@ -38,12 +46,21 @@ class ServerState:
     settings: ServerSettings
     plan: FaultPlan = attrs.field(init=False)
     """The fault rules (``/faults``), checked on every request outside the
-    control routes."""
+    control routes; with a state URL, this worker's copy of the rules in Redis
+    (its matching engine: budgets and counts are in Redis)."""
+    rules: FaultRules = attrs.field(init=False)
+    """The fault rules as the routes use them: ``plan`` itself, or in Redis."""
     faults: FailureBackend = attrs.field(init=False)
     """The ``/fail`` modes: two pinned rules of ``plan``, or in Redis."""
     messages: IdempotentAnswers = attrs.field(init=False)
     limiter: trio.CapacityLimiter = attrs.field(init=False)
     journal: RequestJournal = attrs.field(init=False)
+    """Where requests are recorded (with a state URL it forwards them to
+    ``journal_store``'s queue)."""
+    journal_store: JournalStore = attrs.field(init=False)
+    """The journal as the routes read and clear it: ``journal``, or in Redis."""
+    redis_rules: RedisFaultRules | None = None
+    redis_journal: RedisJournal | None = None
     resources: dict[str, ResourceBackend] = attrs.field(factory=dict)
     started_at: float = 0.0
     job_queue: JobQueue | None = None
@@ -64,14 +81,24 @@ class ServerState:
         self.messages = SingleFlight(self.new_cache())
         self.limiter = trio.CapacityLimiter(self.settings.max_concurrency)
         self.journal = RequestJournal(self.settings.journal_size)
+        self.rules = MemoryFaultRules(self.plan)
+        self.journal_store = MemoryJournalStore(self.journal)
 
     def use_redis(self, redis: RedisConnection) -> None:
         """Move the shared state to Redis (the app does this as it starts)."""
+        from ._redis_journal import RedisJournal
+        from ._redis_plan import RedisFaultRules
         from ._redis_resources import RedisResourceStore
         from ._redis_state import RedisFailureInjector, RedisSingleFlight
 
         self.redis = redis
-        self.faults = RedisFailureInjector(redis)
+        modes = self.faults = RedisFailureInjector(redis)
+        self.plan = FaultPlan(self.settings.max_fault_rules)  # no pinned modes
+        self.rules = self.redis_rules = RedisFaultRules(redis, self.plan, modes=modes)
+        self.journal_store = self.redis_journal = RedisJournal(
+            redis, self.settings.journal_size
+        )
+        self.journal.forward = self.redis_journal.record
         self.messages = RedisSingleFlight(redis, ttl=self.settings.cache_ttl_seconds)
         for name in self.resources:
             self.resources[name] = RedisResourceStore(
@@ -83,18 +110,28 @@ class ServerState:
 
     async def relay_state_events(self) -> None:
         """Run what the Redis backend needs in the background (until cancelled):
-        the pub/sub relay that wakes waiters for idempotent answers."""
+        the pub/sub relay that wakes waiters for idempotent answers, the one that
+        keeps the local fault plan in step, and the journal's writer."""
         from ._redis_state import RedisSingleFlight, relay_completions
 
-        if self.redis is not None and isinstance(self.messages, RedisSingleFlight):
-            await relay_completions(self.redis, self.messages)
+        async with trio.open_nursery() as nursery:
+            if self.redis is not None and isinstance(self.messages, RedisSingleFlight):
+                nursery.start_soon(relay_completions, self.redis, self.messages)
+            if self.redis_rules is not None:
+                nursery.start_soon(self.redis_rules.relay)
+            if self.redis_journal is not None:
+                nursery.start_soon(self.redis_journal.run)
 
     async def check_faults(
         self, method: str, path: str, headers: Sequence[tuple[bytes, bytes]]
     ) -> FaultRule | None:
         """The rule that fires for a request: a ``/fail`` mode, then the plan's."""
         rule = await self.faults.check(method, path, headers)
-        return rule if rule is not None else self.plan.check(method, path, headers)
+        if rule is not None:
+            return rule
+        if self.redis_rules is not None:
+            return await self.redis_rules.check(method, path, headers)
+        return self.plan.check(method, path, headers)
 
     def new_cache(self) -> TTLCache[str, Any]:
         """An idempotency cache sized and timed by the settings."""

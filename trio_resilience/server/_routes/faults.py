@@ -3,7 +3,11 @@
 A rule makes matching requests to any route (the job and CRUD APIs included) fail
 in one way; see `_fault_schema` for its JSON form and `_fault_layer` for what each
 action does on the wire. The ``/fail`` modes show up here as the rules
-``fail-count`` and ``fail-duration`` while they are on.
+``fail-count`` and ``fail-duration`` while they are on (in memory; with a state
+URL they stay in `RedisFailureInjector`, and deleting those ids switches them off).
+
+With a state URL the rules are global (`_redis_plan`): budgets and counts hold
+across every worker; a new rule reaches the other workers within a few ms.
 """
 
 from __future__ import annotations
@@ -85,12 +89,11 @@ async def add_rule() -> Response:
     given = await parse_json_body(FaultRuleIn)
     if isinstance(given, Response):
         return given
-    plan = server_state().plan
     try:
-        rule = plan.add(given.to_rule())
+        view = await server_state().rules.add(given.to_rule())
     except TooManyRules as error:
         return json_response({"detail": str(error)}, 409)
-    return json_response(rule.to_json(plan.now()), 201)
+    return json_response(view, 201)
 
 
 @blueprint.get("")
@@ -103,11 +106,7 @@ async def list_rules() -> Response:
     query = parse_query(ScopeQuery)
     if isinstance(query, Response):
         return query
-    plan = server_state().plan
-    now = plan.now()
-    return json_response(
-        {"rules": [rule.to_json(now) for rule in plan.rules(query.scope)]}
-    )
+    return json_response({"rules": await server_state().rules.list(query.scope)})
 
 
 @blueprint.delete("")
@@ -122,7 +121,7 @@ async def clear_rules() -> Response:
     if isinstance(query, Response):
         return query
     state = server_state()
-    state.plan.clear(query.scope)
+    await state.rules.clear(query.scope)
     if query.scope is None:
         await state.faults.reset()  # where the modes live outside the plan
     return Response("", status=204)
@@ -134,12 +133,10 @@ async def clear_rules() -> Response:
 @document_response(UnknownRule, 404)
 async def get_rule(rule_id: str) -> Response:
     """One rule, with what is left of its budget."""
-    plan = server_state().plan
-    now = plan.now()
-    rule = plan.get(rule_id)
-    if rule is None or not rule.listed(now):
+    view = await server_state().rules.get(rule_id)
+    if view is None:
         return _unknown(rule_id)
-    return json_response(rule.to_json(now))
+    return json_response(view)
 
 
 @blueprint.delete("/<rule_id>")
@@ -148,6 +145,6 @@ async def get_rule(rule_id: str) -> Response:
 @document_response(UnknownRule, 404)
 async def delete_rule(rule_id: str) -> Response:
     """Delete one rule (a ``/fail`` mode's rule is switched off)."""
-    if not server_state().plan.remove(rule_id):
+    if not await server_state().rules.remove(rule_id):
         return _unknown(rule_id)
     return Response("", status=204)

@@ -1,4 +1,7 @@
-"""The request journal over HTTP: GET /requests, DELETE /requests."""
+"""The request journal over HTTP: GET /requests, DELETE /requests.
+
+In memory, or with a state URL in one Redis stream for every worker
+(`_redis_journal`): a request appears within a few ms of its end."""
 
 from __future__ import annotations
 
@@ -59,11 +62,15 @@ class JournalView(BaseModel):
 @document_response(ValidationErrorDetail, 422)
 async def list_requests() -> Response:
     """Finished requests in the order they arrived (at most ``SERVER_JOURNAL_SIZE``
-    are kept; ``limit``: the ones that finished last)."""
+    are kept; ``limit``: the ones that finished last).
+
+    With a state URL the journal holds every worker's requests; one answered by
+    another worker appears within a few ms of its end.
+    """
     query = parse_query(JournalQuery)
     if isinstance(query, Response):
         return query
-    entries = server_state().journal.entries(query.scope, query.limit)
+    entries = await server_state().journal_store.entries(query.scope, query.limit)
     return json_response({"requests": [entry.to_json() for entry in entries]})
 
 
@@ -77,5 +84,5 @@ async def clear_requests() -> Response:
     query = parse_query(ScopeQuery)
     if isinstance(query, Response):
         return query
-    server_state().journal.clear(query.scope)
+    await server_state().journal_store.clear(query.scope)
     return Response("", status=204)
