@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -137,13 +137,34 @@ def create_app(settings: ServerSettings | None = None) -> ResilienceTestApp:
         finally:
             jobs_stopped.set()
 
+    async def fatal_if_failing(
+        task: Callable[[trio.TaskStatus[None]], Awaitable[None]],
+        task_status: trio.TaskStatus[None],
+    ) -> None:
+        """Run a background task; if it fails, record it and tell the runner,
+        which stops the server (Hypercorn alone would log a lifespan error and
+        keep serving without the task)."""
+        try:
+            await task(task_status)
+        except Exception as error:
+            state = app.state
+            if state.background_failure is None:
+                state.background_failure = error
+            get_logger().error(
+                "a background task of the server failed; stopping", exc_info=error
+            )
+            if state.on_background_failure is not None:
+                state.on_background_failure()
+            raise
+
     @app.before_serving
     async def start() -> None:
         app.state.started_at = trio.current_time()
         app.state.shutting_down = False
+        app.state.background_failure = None
         if settings.state_url is not None:
-            await app.nursery.start(keep_redis)
-        await app.nursery.start(run_jobs)
+            await app.nursery.start(fatal_if_failing, keep_redis)
+        await app.nursery.start(fatal_if_failing, run_jobs)
         get_logger().info("server starting", settings=settings.model_dump(mode="json"))
 
     @app.after_serving

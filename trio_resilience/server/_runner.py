@@ -11,6 +11,7 @@ from hypercorn.config import Config, Sockets
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
+from .._exceptions import leaf_exceptions
 from .._log_threshold import add_threshold_filter, bind_log_threshold
 from ._app import create_app
 from ._logging import get_logger
@@ -69,8 +70,19 @@ async def serve_forever(
     if isinstance(config.errorlog, logging.Logger):
         add_threshold_filter(config.errorlog)  # passes all outside a server's tasks
 
+    failed = trio.Event()
+    app.state.on_background_failure = failed.set
+
     async def stop_when_triggered() -> None:
-        await shutdown_trigger()
+        """Return on the trigger, or once a background task of the app failed."""
+        async with trio.open_nursery() as nursery:
+
+            async def first(wait: Callable[[], Awaitable[object]]) -> None:
+                await wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(first, shutdown_trigger)
+            nursery.start_soon(first, failed.wait)
         app.state.shutting_down = True
 
     with bind_log_threshold(settings.log_level):
@@ -81,3 +93,11 @@ async def serve_forever(
             shutdown_trigger=stop_when_triggered,
             task_status=task_status,
         )
+    failure = app.state.background_failure
+    if failure is not None:
+        reasons = "; ".join(
+            f"{type(leaf).__name__}: {leaf}" for leaf in leaf_exceptions(failure)
+        )
+        raise RuntimeError(
+            f"the server stopped: a background task failed: {reasons}"
+        ) from failure

@@ -71,6 +71,12 @@ class ServerState:
     by the app while it serves."""
     redis: RedisConnection | None = None
     """The state backend's connection while the app serves with a state URL."""
+    background_failure: BaseException | None = None
+    """The exception a background task of the serving app (the job queue, the
+    state backend's connection) failed with; `serve_forever` then stops the
+    server and raises it, so a supervisor replaces the process."""
+    on_background_failure: Callable[[], None] | None = None
+    """Called once a background task failed (`serve_forever` sets it)."""
     shutting_down: bool = False
     """Set once the server has been told to stop: from then on every response
     carries ``Connection: close`` and ends its connection."""
