@@ -45,8 +45,10 @@ async def owner_pid(redis: RedisConnection, job_id: str) -> int | None:
     return None if owner is None else int(owner.decode().split(":")[1])
 
 
-async def job_of(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
-    answer = await client.get(f"/api/v1/jobs/{job_id}")
+async def job_of(base_url: str, job_id: str) -> dict[str, Any]:
+    """The job over a fresh connection: a kept-alive one may lead to the worker
+    just killed (the kill races the next request on it: a reset)."""
+    answer = await fresh_get(base_url, f"/api/v1/jobs/{job_id}")
     assert answer.status_code == 200, answer.text
     job: dict[str, Any] = answer.json()
     return job
@@ -81,14 +83,14 @@ async def test_a_job_whose_worker_is_killed_runs_again_elsewhere(
         killed_at = trio.current_time()
         with trio.fail_after(lease + 10):
             while True:  # polled: over HTTP, as a client would
-                job = await job_of(client, job_id)
+                job = await job_of(server.base_url, job_id)
                 if job["attempt"] == 2:
                     break
                 await trio.sleep(0.02)
         taken_over = trio.current_time() - killed_at
         with trio.fail_after(lease + 10):
             while True:
-                job = await job_of(client, job_id)
+                job = await job_of(server.base_url, job_id)
                 if job["status"] == "completed":
                     break
                 await trio.sleep(0.02)
@@ -104,7 +106,7 @@ async def test_a_job_whose_worker_is_killed_runs_again_elsewhere(
         assert await owner_pid(redis, job_id) is None
         await wait_for_listening_workers(server, WORKERS + 1)
         assert server.process.poll() is None
-        assert (await client.get("/health")).status_code == 200
+        assert (await fresh_get(server.base_url, "/health")).status_code == 200
 
 
 async def test_any_worker_lists_and_cancels_any_job(redis_url: str) -> None:
