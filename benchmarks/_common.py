@@ -6,8 +6,10 @@ The scripts are run as ``python benchmarks/bench_X.py``, so this directory is on
 Most of it is for ``bench_server.py`` and ``bench_client.py``, which both start an
 HTTP server as a subprocess on 127.0.0.1 and measure requests to it: a free port,
 starting, checking and stopping the server, pinning it to a CPU of its own, reading
-its CPU time; and the bits of reporting they have in common. `environment` is used
-by every benchmark; `redis_server` and `redis_cli` by those that need a Redis.
+its CPU time (`Clocks`), the order of interleaved slices (`interleaved`); and the
+bits of reporting they have in common. `environment` is used
+by every benchmark; `redis_server` and `redis_cli` by those that need a Redis,
+`uvicorn_server` by those that serve an ASGI app with uvicorn.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import importlib.metadata
+import importlib.util
 import json
 import math
 import os
@@ -24,6 +27,8 @@ import signal
 import socket
 import statistics
 import subprocess
+import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -135,7 +140,11 @@ def verify_message(port: int, prefix: str = "") -> None:
 
     ``prefix`` starts every error message (e.g. the server's name and ": ").
     """
-    status, body = http_get(port, PATH)
+    check_message(*http_get(port, PATH), prefix)
+
+
+def check_message(status: int, body: bytes, prefix: str = "") -> None:
+    """An answer to ``GET /msg`` is a 200 with ``{"message_id": <a UUID4>}``."""
     if status != 200:
         raise BenchmarkError(f"{prefix}GET {PATH} answered {status}: {body[:200]!r}")
     try:
@@ -205,6 +214,34 @@ def process_tree_cpu_seconds(pid: int) -> float | None:
     return own + sum(process_tree_cpu_seconds(child) or 0.0 for child in children)
 
 
+# -- uvicorn ---------------------------------------------------------------------
+
+UVICORN_HTTP = "httptools" if importlib.util.find_spec("httptools") else "h11"
+"""uvicorn's fastest HTTP/1.1 implementation installed."""
+
+
+@contextlib.contextmanager
+def uvicorn_server(app: str, pin: Sequence[str] = ()) -> Iterator[ServerProcess]:
+    """ASGI ``app`` ("module:attribute", importable from the repository root) served
+    by uvicorn on ``HOST`` (a free port, one process, `UVICORN_HTTP`, warnings only,
+    no access log), started with the ``pin`` prefix (see `TwoCpus.taskset_argv`);
+    once ``GET /msg`` answers (`verify_message`, also checked on the way out), and
+    stopped on any exit."""
+    port = free_port()
+    argv = [*pin, sys.executable, "-m", "uvicorn", app, "--app-dir", str(REPO_ROOT)]
+    argv += ["--host", HOST, "--port", str(port), "--http", UVICORN_HTTP]
+    argv += ["--log-level", "warning", "--no-access-log"]
+    with tempfile.TemporaryDirectory(prefix="uvicorn-") as tmp:
+        output = Path(tmp) / "uvicorn.out"
+        process = start_process(argv, REPO_ROOT, output)
+        with stopped_on_exit(ServerProcess(port, process, output), "uvicorn") as server:
+            verify_message(port, "uvicorn: ")
+            yield server
+            if process.poll() is not None:
+                raise BenchmarkError(f"uvicorn died:\n{server.output_tail()}")
+            verify_message(port, "uvicorn: ")
+
+
 # -- Redis -----------------------------------------------------------------------
 
 
@@ -271,6 +308,45 @@ def find_two_cpus() -> TwoCpus | str:
 
 
 # -- measuring and reporting -----------------------------------------------------
+
+T = TypeVar("T")
+
+
+def interleaved(
+    subjects: Sequence[T], rounds: int, reverse_first: bool = False
+) -> list[T]:
+    """``rounds`` passes over ``subjects``, every other one reversed (a b c c b a a b
+    c ...; c b a a b c ... with ``reverse_first``): the order of short alternating
+    slices, so that a machine's slow phases hit every subject alike."""
+    forward, backward = list(subjects), list(reversed(subjects))
+    order: list[T] = []
+    for index in range(rounds):
+        order += backward if (index % 2 == 0) == reverse_first else forward
+    return order
+
+
+@dataclass(frozen=True)
+class Clocks:
+    """Wall-clock time, this process's CPU time (all its threads) and, if given a
+    pid whose /proc entry is readable, that process's CPU time, in seconds.
+
+    ``Clocks.read(pid)`` at both ends of a window; their difference
+    (``after - before``) is the window's length and CPU use."""
+
+    wall: float
+    cpu: float
+    other_cpu: float | None = None
+
+    @classmethod
+    def read(cls, pid: int | None = None) -> Clocks:
+        other = None if pid is None else process_cpu_seconds(pid)
+        return cls(time.perf_counter(), time.process_time(), other)
+
+    def __sub__(self, earlier: Clocks) -> Clocks:
+        other = None
+        if self.other_cpu is not None and earlier.other_cpu is not None:
+            other = self.other_cpu - earlier.other_cpu
+        return Clocks(self.wall - earlier.wall, self.cpu - earlier.cpu, other)
 
 
 def percentile_ms(ordered: Sequence[float], p: float) -> float:

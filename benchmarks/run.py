@@ -56,6 +56,8 @@ PACKAGES = (
     "attrs",
     "coredis",
     "streaq",
+    "aiohttp",
+    "uvicorn",
 )
 BASELINE_NAMES = (
     "checkpoint",
@@ -66,14 +68,15 @@ BASELINE_NAMES = (
     "floor",
     "memory",
     "streaq",
+    "aiohttp",
 )
 TARGETS = {
     "server_vs_bare_quart": 0.85,
     "faulted_vs_ours": 0.9,
     "faulted_vs_bare_quart": 0.9,
-    "client_vs_httpx_c1": 0.9,
-    "client_vs_httpx_c10": 0.9,
-    "client_vs_httpx_c50": 0.9,
+    "client_vs_httpx_c1": 1.5,
+    "client_vs_httpx_c10": 2.5,
+    "client_vs_httpx_c50": 2.5,
     "jobs_vs_channel_floor": 0.5,
     "redis_jobs_vs_streaq": 1.0,
 }

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .client import BulkheadConfig as BulkheadConfig
     from .client import CircuitBreakerConfig as CircuitBreakerConfig
     from .client import ClientConfig as ClientConfig
+    from .client import LimitsConfig as LimitsConfig
     from .client import LoggingConfig as LoggingConfig
     from .client import ResilientClient as ResilientClient
     from .client import RetryConfig as RetryConfig
@@ -39,6 +40,7 @@ _CLIENT_NAMES = frozenset(
         "BulkheadConfig",
         "CircuitBreakerConfig",
         "ClientConfig",
+        "LimitsConfig",
         "LoggingConfig",
         "ResilientClient",
         "RetryConfig",
@@ -74,6 +76,7 @@ __all__ = [
     "CircuitBreakerTicket",
     "CircuitState",
     "ClientConfig",
+    "LimitsConfig",
     "LoggingConfig",
     "PerKeyRateLimiter",
     "ResilientClient",

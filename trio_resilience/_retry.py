@@ -116,6 +116,17 @@ class Attempt:
     def __repr__(self) -> str:
         return f"<Attempt num={self.num}>"
 
+    @property
+    def next_wait(self) -> float | None:
+        """After this attempt failed and the loop will retry, the seconds the loop
+        sleeps first (code after the ``with attempt:`` block sees it); else None."""
+        return self._loop._delay if self._retrying else None
+
+    @property
+    def exception(self) -> BaseException | None:
+        """The exception this attempt failed with, when the loop will retry it."""
+        return self._loop._exc if self._retrying else None
+
     def __enter__(self) -> Attempt:
         return self
 

@@ -38,6 +38,7 @@ def test_all_is_exactly_the_intended_names() -> None:
         "Attempt",
         "CircuitBreakerStatistics",
         "CircuitBreakerTicket",
+        "LimitsConfig",
         "RetryDetails",
     }
 
@@ -136,3 +137,18 @@ def test_redis_contract() -> None:
     ]
     assert breaker["failure_threshold"].default == 5
     assert breaker["recovery_timeout"].default == 30.0
+
+
+def test_client_transport_contract() -> None:
+    """DESIGN.md "Client additions": the pooled transport and how it is chosen."""
+    import httpx
+
+    import trio_resilience.client as client
+
+    assert issubclass(client.PooledTransport, httpx.AsyncBaseTransport)
+    assert client.ClientConfig().transport == "pooled"
+    assert client.ClientConfig(transport="httpx").transport == "httpx"
+    assert client.ResilientClient().transport == "pooled"
+    assert client.ResilientClient(client.ClientConfig(transport="httpx")).transport == (
+        "httpx"
+    )

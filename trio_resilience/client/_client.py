@@ -3,8 +3,11 @@
 The send path is layered like httpx's own, one concern per method::
 
     request -> _send_with_retries -> _build_request (httpx's, errors mapped)
-                                  -> _send_in_bulkhead -> _send_through_breaker
+                                  -> _send_in_bulkhead (bulkhead and breaker)
                                   -> _send_once (httpx, then the outcome mapped)
+
+Under httpx, `PooledTransport` (or httpx's own transport, for what the pool does
+not support: see `choose_transport`).
 
 Every attempt of one call carries the same request id header. A request that cannot
 be built (a bad URL) fails before it takes a bulkhead slot or a breaker admission.
@@ -15,6 +18,7 @@ httpx exception is translated by `map_httpx_exceptions`, nowhere else.
 from __future__ import annotations
 
 import logging
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -33,6 +37,7 @@ from .. import (
 )
 from ..limiters import acquire_on_behalf_of_within
 from ._config import ClientConfig
+from ._pool import PooledTransport
 from .errors import (
     APIError,
     CircuitOpenError,
@@ -79,6 +84,13 @@ class ResilientClient:
         on_circuit_state_change: StateChangeHook | None = None,
     ) -> None:
         self.config = config = ClientConfig() if config is None else config
+        self._log = logging.getLogger(config.logging.logger_name)
+        if transport is not None:
+            self._transport_kind = "custom"
+        else:
+            self._transport_kind, reason = choose_transport(config)
+            transport = self._build_transport(reason)
+        self._transport = transport
         timeout = config.timeout
         self._http = httpx.AsyncClient(
             base_url=config.base_url,
@@ -91,6 +103,9 @@ class ResilientClient:
             follow_redirects=config.follow_redirects,
             verify=config.verify_ssl,
             headers={"User-Agent": config.user_agent},
+            limits=config.limits.httpx_limits(),
+            http2=config.http2,
+            proxy=config.proxy,
             transport=transport,
         )
         self._breaker = CircuitBreaker(
@@ -103,11 +118,47 @@ class ResilientClient:
             on_state_change=on_circuit_state_change,
         )
         self._bulkhead = trio.CapacityLimiter(config.bulkhead.max_concurrency)
-        self._backoff = config.retry.backoff()
-        self._on_retry = on_retry
-        self._log = logging.getLogger(config.logging.logger_name)
+        # One retry policy for every call (each `async for` is a fresh loop).
+        self._retry = retry_context(
+            on=is_retryable,
+            attempts=config.retry.max_attempts,
+            backoff=config.retry.backoff(),
+            wait_hint=retry_after_hint,
+            on_retry=on_retry,
+        )
         self._log_threshold = config.logging.levelno
         self._closed = False
+
+    def _build_transport(self, reason: str) -> httpx.AsyncBaseTransport | None:
+        """The transport to hand httpx: ours, or None (httpx builds its own)."""
+        config = self.config
+        if self._transport_kind == "pooled":
+            return PooledTransport(
+                verify=config.verify_ssl,
+                limits=config.limits.httpx_limits(),
+                idempotency_headers=(config.request_id_header, "Idempotency-Key"),
+            )
+        if config.transport == "pooled":  # a fallback the caller did not ask for
+            self._log.info("ResilientClient uses httpx's transport for %s", reason)
+        if config.uds is None:
+            return None  # httpx's own, with the environment's proxies if any
+        return httpx.AsyncHTTPTransport(
+            verify=config.verify_ssl,
+            http2=config.http2,
+            limits=config.limits.httpx_limits(),
+            uds=config.uds,
+        )
+
+    @property
+    def transport(self) -> str:
+        """Which transport sends the requests: ``"pooled"`` (`PooledTransport`),
+        ``"httpx"`` (httpx's own) or ``"custom"`` (the ``transport=`` given)."""
+        return self._transport_kind
+
+    @property
+    def http_transport(self) -> httpx.AsyncBaseTransport | None:
+        """The transport object in use; None when httpx built its own."""
+        return self._transport
 
     @property
     def breaker(self) -> CircuitBreaker:
@@ -195,29 +246,14 @@ class ResilientClient:
         send_kwargs: dict[str, Any],
     ) -> httpx.Response:
         started = trio.current_time()
-
-        def before_sleep(details: RetryDetails) -> None:
-            self._log_attempt(
-                logging.INFO, method, url, request_id, details.attempt,
-                details.exception, started, next_delay=details.delay,
-            )  # fmt: skip
-            if self._on_retry is not None:
-                self._on_retry(details)
-
         number = 0
         try:
-            async for attempt in retry_context(
-                on=is_retryable,
-                attempts=self.config.retry.max_attempts,
-                backoff=self._backoff,
-                wait_hint=retry_after_hint,
-                on_retry=before_sleep,
-            ):
+            async for attempt in self._retry:
                 with attempt:
                     number = attempt.num
                     started = trio.current_time()
                     request = self._build_request(method, url, request_id, build_kwargs)
-                    response = await self._send_in_bulkhead(
+                    response = await self._send_guarded(
                         request, request_id, send_kwargs
                     )
                     self._log_attempt(
@@ -225,6 +261,12 @@ class ResilientClient:
                         started,
                     )  # fmt: skip
                     return response
+                # The attempt failed and will be retried, after `next_wait` s.
+                assert attempt.exception is not None
+                self._log_attempt(
+                    logging.INFO, method, url, request_id, number,
+                    attempt.exception, started, next_delay=attempt.next_wait,
+                )  # fmt: skip
         except APIError as error:
             error.attempts = number
             self._log_attempt(
@@ -241,9 +283,10 @@ class ResilientClient:
         with map_httpx_exceptions(request_id):
             return self._http.build_request(method, url, **kwargs)
 
-    async def _send_in_bulkhead(
+    async def _send_guarded(
         self, request: httpx.Request, request_id: str, kwargs: dict[str, Any]
     ) -> httpx.Response:
+        """One attempt inside a bulkhead slot, admitted and settled by the breaker."""
         borrower = object()
         timeout = self.config.bulkhead.acquisition_timeout
         if not await acquire_on_behalf_of_within(self._bulkhead, borrower, timeout):
@@ -253,30 +296,25 @@ class ResilientClient:
                 request_id=request_id,
             )
         try:
-            return await self._send_through_breaker(request, request_id, kwargs)
+            # The breaker's admission is synchronous: the request right after it
+            # is the checkpoint, so this layer adds no trip through the scheduler.
+            try:
+                ticket = self._breaker.admit_nowait()
+            except CircuitBreakerOpenError as rejected:
+                raise CircuitOpenError(
+                    state=rejected.state,
+                    retry_after=rejected.retry_after,
+                    request_id=request_id,
+                ) from rejected
+            try:
+                response = await self._send_once(request, request_id, kwargs)
+            except BaseException as exc:
+                ticket.settle(exc)
+                raise
+            ticket.settle()
+            return response
         finally:
             self._bulkhead.release_on_behalf_of(borrower)
-
-    async def _send_through_breaker(
-        self, request: httpx.Request, request_id: str, kwargs: dict[str, Any]
-    ) -> httpx.Response:
-        # The breaker's synchronous admission: the request right after it is the
-        # checkpoint, so this layer adds no extra trip through the scheduler.
-        try:
-            ticket = self._breaker.admit_nowait()
-        except CircuitBreakerOpenError as rejected:
-            raise CircuitOpenError(
-                state=rejected.state,
-                retry_after=rejected.retry_after,
-                request_id=request_id,
-            ) from rejected
-        try:
-            response = await self._send_once(request, request_id, kwargs)
-        except BaseException as exc:
-            ticket.settle(exc)
-            raise
-        ticket.settle()
-        return response
 
     async def _send_once(
         self, request: httpx.Request, request_id: str, kwargs: dict[str, Any]
@@ -335,6 +373,27 @@ class ResilientClient:
             method, url, attempt, result, elapsed_ms, then, rid,
             extra=fields,
         )  # fmt: skip
+
+
+_PROXY_VARIABLES = ("http", "https", "all")
+
+
+def choose_transport(config: ClientConfig) -> tuple[str, str]:
+    """``("pooled", "")`` or ``("httpx", why)``: what `ResilientClient` sends
+    through, given ``config`` and the environment's proxy variables."""
+    if config.transport == "httpx":
+        return "httpx", "ClientConfig(transport='httpx')"
+    if config.http2:
+        return "httpx", "HTTP/2 (ClientConfig(http2=True))"
+    if config.proxy is not None:
+        return "httpx", "a proxy (ClientConfig(proxy=...))"
+    if config.uds is not None:
+        return "httpx", "a Unix socket (ClientConfig(uds=...))"
+    found = urllib.request.getproxies_environment()
+    names = [f"{name.upper()}_PROXY" for name in _PROXY_VARIABLES if found.get(name)]
+    if names:
+        return "httpx", f"a proxy from the environment ({', '.join(names)})"
+    return "pooled", ""
 
 
 @asynccontextmanager

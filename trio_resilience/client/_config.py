@@ -99,6 +99,35 @@ class CircuitBreakerConfig:
 
 
 @attrs.frozen
+class LimitsConfig:
+    """The connection pool's bounds (httpx's `httpx.Limits`, same defaults): at most
+    ``max_connections`` open, at most ``max_keepalive_connections`` kept idle, none
+    reused after ``keepalive_expiry`` idle seconds. A request waits for a connection
+    at most ``TimeoutConfig.pool`` seconds."""
+
+    max_connections: int = attrs.field(
+        default=100,
+        validator=lambda _s, _a, v: check_int("max_connections", v, minimum=1),
+    )
+    max_keepalive_connections: int = attrs.field(
+        default=20,
+        validator=lambda _s, _a, v: check_int(
+            "max_keepalive_connections", v, minimum=0
+        ),
+    )
+    keepalive_expiry: float = attrs.field(
+        default=5.0, validator=_non_negative_number("keepalive_expiry")
+    )
+
+    def httpx_limits(self) -> httpx.Limits:
+        return httpx.Limits(
+            max_connections=self.max_connections,
+            max_keepalive_connections=self.max_keepalive_connections,
+            keepalive_expiry=self.keepalive_expiry,
+        )
+
+
+@attrs.frozen
 class BulkheadConfig:
     """At most ``max_concurrency`` attempts in flight; a slot is waited for at most
     ``acquisition_timeout`` seconds before `PoolTimeoutError`."""
@@ -162,9 +191,29 @@ def _check_base_url(_self: object, _attr: object, value: object) -> None:
         raise ValueError(f"base_url is not a valid URL: {exc}") from exc
 
 
+TRANSPORTS = ("pooled", "httpx")
+
+
+def _check_transport(_self: object, _attr: object, value: object) -> None:
+    if value not in TRANSPORTS:
+        raise ValueError(f"transport must be 'pooled' or 'httpx', not {value!r}")
+
+
+def _check_optional_str(_self: object, attr: Any, value: object) -> None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ValueError(f"{attr.name} must be a non-empty str or None, not {value!r}")
+
+
 @attrs.frozen
 class ClientConfig:
-    """Everything a `ResilientClient` needs; every part has sensible defaults."""
+    """Everything a `ResilientClient` needs; every part has sensible defaults.
+
+    ``transport="pooled"`` (the default) sends HTTP/1.1 through `PooledTransport`;
+    what it does not support makes the client use httpx's own transport instead:
+    ``http2=True``, a ``proxy`` (given here or in the environment's ``HTTP_PROXY``,
+    ``HTTPS_PROXY``, ``ALL_PROXY``), a Unix socket (``uds``). ``transport="httpx"``
+    uses httpx's transport always. `ResilientClient.transport` tells which is used.
+    """
 
     base_url: str = attrs.field(default="", validator=_check_base_url)
     timeout: TimeoutConfig = attrs.field(
@@ -195,3 +244,12 @@ class ClientConfig:
     request_id_header: str = attrs.field(
         default="X-Request-ID", validator=attrs.validators.min_len(1)
     )
+    limits: LimitsConfig = attrs.field(
+        factory=LimitsConfig, validator=attrs.validators.instance_of(LimitsConfig)
+    )
+    transport: str = attrs.field(default="pooled", validator=_check_transport)
+    http2: bool = attrs.field(
+        default=False, validator=attrs.validators.instance_of(bool)
+    )
+    proxy: str | None = attrs.field(default=None, validator=_check_optional_str)
+    uds: str | None = attrs.field(default=None, validator=_check_optional_str)
