@@ -50,6 +50,9 @@ from .errors import (
     retry_after_hint,
 )
 
+URL_CACHE_SIZE = 256
+"""How many URL strings a client remembers the merged `httpx.URL` of."""
+
 # httpx.AsyncClient.request's keywords that belong to send(), not build_request().
 _SEND_KEYWORDS = ("auth", "follow_redirects")
 
@@ -127,6 +130,7 @@ class ResilientClient:
             on_retry=on_retry,
         )
         self._log_threshold = config.logging.levelno
+        self._urls: dict[str, httpx.URL] = {}
         self._closed = False
 
     def _build_transport(self, reason: str) -> httpx.AsyncBaseTransport | None:
@@ -280,8 +284,19 @@ class ResilientClient:
     ) -> httpx.Request:
         # Built afresh for each attempt, as httpx.AsyncClient.request would (cookies
         # the client received since are sent); a bad URL fails here, before a slot.
+        # The URL httpx made of a string last time is reused (merging it with the
+        # base URL costs two parses): the same string always makes the same URL.
         with map_httpx_exceptions(request_id):
-            return self._http.build_request(method, url, **kwargs)
+            if type(url) is not str or "params" in kwargs:
+                return self._http.build_request(method, url, **kwargs)
+            known = self._urls.get(url)
+            if known is not None:
+                return self._http.build_request(method, known, **kwargs)
+            request = self._http.build_request(method, url, **kwargs)
+            if len(self._urls) >= URL_CACHE_SIZE:
+                del self._urls[next(iter(self._urls))]  # the oldest
+            self._urls[url] = request.url
+            return request
 
     async def _send_guarded(
         self, request: httpx.Request, request_id: str, kwargs: dict[str, Any]

@@ -1,31 +1,74 @@
-"""One HTTP/1.1 connection: h11's state machine over a Trio stream.
+"""One HTTP/1.1 connection over a Trio stream: requests written here, responses
+parsed by httptools (llhttp, Node's parser, in C).
 
-`PooledTransport` drives these directly rather than through httpcore's connection
-objects: the request goes out in one write when its body is in memory, no lock or
-trace context is entered per request, and the connection knows whether any byte of
-the response arrived (what decides if a failed request on a reused connection may
-be sent again). Every failure leaves here as the httpx exception httpx's own
-transport would raise for it.
+`PooledTransport` drives these directly rather than httpcore's connection objects
+(h11, pure Python: about 45 µs per exchange against 2 µs for llhttp here): the
+request goes out in one write when its body is in memory, no lock or trace context
+is entered per request, and the connection knows whether any byte of the response
+arrived (what decides if a failed request on a reused connection may be sent
+again). Every failure leaves here as the httpx exception httpx's own transport
+would raise for it.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import h11
+import httptools
 import httpx
 import trio
 
 READ_SIZE = 64 * 1024
 """Bytes asked of the socket per read (httpcore's figure)."""
 WRITE_BATCH = 64 * 1024
-"""A request body is gathered up to this many bytes before it is written."""
-MAX_INCOMPLETE_EVENT = 100 * 1024
-"""h11's bound on a response head (httpcore's figure)."""
+"""An in-memory request body is written in pieces of about this many bytes."""
+MAX_HEAD = 100 * 1024
+"""The longest response head accepted (h11's and httpcore's bound)."""
 
 _BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_valid_tokens: set[bytes] = set()
+"""Header names and methods already checked (they repeat from request to request)."""
+
+
+def _check_token(token: bytes, what: str) -> None:
+    if token not in _valid_tokens:
+        if not _TOKEN.fullmatch(token):
+            raise httpx.LocalProtocolError(f"illegal {what}: {token!r}")
+        if len(_valid_tokens) < 1024:
+            _valid_tokens.add(token)
+
+
+def request_head(request: httpx.Request) -> tuple[bytes, bool | None, bool]:
+    """The request's head, how its body is framed (True: chunked; False: a
+    Content-Length; None: no body) and whether it asks to close the connection."""
+    method = request.method.encode("ascii", "replace")
+    _check_token(method, "method")
+    target = request.url.raw_path
+    parts = [method, b" ", target, b" HTTP/1.1\r\n"]
+    chunked: bool | None = None
+    close = False
+    headers = request.headers.raw
+    for name, value in headers:
+        _check_token(name, "header name")
+        lowered = name.lower()
+        if lowered == b"content-length":
+            chunked = False
+        elif lowered == b"transfer-encoding":
+            chunked = True
+        elif lowered == b"connection" and b"close" in value.lower():
+            close = True
+        parts += (name, b": ", value, b"\r\n")
+    parts.append(b"\r\n")
+    head = b"".join(parts)
+    # The only CR and LF are the line ends: no value or target smuggles one in.
+    lines = len(headers) + 2
+    if head.count(b"\n") != lines or head.count(b"\r") != lines or b"\0" in head:
+        raise httpx.LocalProtocolError("illegal character in the request head")
+    return head, chunked, close
 
 
 def _socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType:
@@ -43,18 +86,43 @@ class Connection:
     its pool (a process-wide clock: the pool may outlive one ``trio.run``).
     """
 
-    __slots__ = ("_socket", "_stream", "closed", "h11", "idle_since", "key", "received")
+    __slots__ = (
+        "_body",
+        "_close_after",
+        "_complete",
+        "_head_done",
+        "_headers",
+        "_no_body",
+        "_parser",
+        "_reason",
+        "_sent",
+        "_socket",
+        "_stream",
+        "closed",
+        "idle_since",
+        "key",
+        "received",
+    )
 
     def __init__(self, key: Any, stream: trio.abc.Stream) -> None:
         self.key = key
         self._stream = stream
         self._socket = _socket_of(stream)
-        self.h11 = h11.Connection(
-            our_role=h11.CLIENT, max_incomplete_event_size=MAX_INCOMPLETE_EVENT
-        )
         self.idle_since = 0.0
-        self.received = False
         self.closed = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self.received = False
+        self._parser: Any = None
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._reason = b""
+        self._body: list[bytes] = []
+        self._head_done = False
+        self._complete = False
+        self._sent = False
+        self._close_after = False
+        self._no_body = False
 
     def close(self) -> None:
         """Close the socket now (no TLS close_notify: HTTP frames its bodies)."""
@@ -64,13 +132,16 @@ class Connection:
 
     def is_reusable(self) -> bool:
         """The exchange ended cleanly and both sides keep the connection open."""
-        h = self.h11
-        return not self.closed and h.our_state is h11.DONE and h.their_state is h11.DONE
+        return (
+            self._complete
+            and self._sent
+            and not self._close_after
+            and not (self.closed)
+        )
 
     def recycle(self) -> None:
         """Ready the connection for its next request (after `is_reusable`)."""
-        self.h11.start_next_cycle()
-        self.received = False
+        self._reset()
         self.idle_since = time.monotonic()
 
     def seems_alive(self, now: float, expiry: float | None) -> bool:
@@ -80,85 +151,163 @@ class Connection:
             return False
         return not self._socket.is_readable()
 
+    # -- the parser's callbacks (httptools calls them by name) -----------------------
+
+    def on_message_begin(self) -> None:
+        self._headers = []
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason = reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        status = parser.get_status_code()
+        if status >= 200 or status == 101:  # an interim 1xx is skipped
+            self._head_done = True
+            # Asked now: llhttp forgets it once the message is complete.
+            if not parser.should_keep_alive():
+                self._close_after = True
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._head_done:
+            self._complete = True
+
     # -- one exchange ----------------------------------------------------------------
 
     async def send_request(
         self, request: httpx.Request, write_timeout: float | None
     ) -> None:
-        """Write the request head and body: in one write when the body is in memory
-        (up to `WRITE_BATCH` bytes per write), piece by piece as a streamed body
-        produces them. A write that fails is not raised: the server may have
-        answered early (a 413, say); reading the response tells."""
-        h = self.h11
+        """Write the request: in one write when the body is in memory, piece by
+        piece as a streamed body produces them. A write that fails is not raised:
+        the server may have answered early (a 413, say); reading the response
+        tells."""
+        head, chunked, self._close_after = request_head(request)
+        self._no_body = request.method == "HEAD"
         stream = request.stream
         assert isinstance(stream, httpx.AsyncByteStream)
         in_memory = isinstance(stream, httpx.ByteStream)
+        declared = None
+        if chunked is False:
+            try:
+                declared = int(request.headers["Content-Length"])
+            except ValueError:
+                raise httpx.LocalProtocolError(
+                    f"illegal Content-Length: {request.headers['Content-Length']!r}"
+                ) from None
+        sent = 0
         try:
-            pending = [
-                h.send(
-                    h11.Request(
-                        method=request.method,
-                        target=request.url.raw_path,
-                        headers=request.headers.raw,
-                    )
-                )
-                or b""
-            ]
-            size = len(pending[0])
+            pending = [head]
+            size = len(head)
             if not in_memory:  # the head now: the body may wait on the server
-                await self._write(pending[0], write_timeout)
+                await self._write(head, write_timeout)
                 pending, size = [], 0
             async for chunk in stream:
-                data = h.send(h11.Data(data=chunk)) or b""
-                pending.append(data)
-                size += len(data)
+                if not chunk:
+                    continue
+                sent += len(chunk)
+                if chunked:
+                    pending += (b"%x\r\n" % len(chunk), chunk, b"\r\n")
+                elif chunked is None:
+                    raise httpx.LocalProtocolError(
+                        "a request body needs Content-Length or Transfer-Encoding"
+                    )
+                else:
+                    pending.append(chunk)
+                size += len(chunk)
                 if size >= WRITE_BATCH or not in_memory:
                     await self._write(b"".join(pending), write_timeout)
                     pending, size = [], 0
-            pending.append(h.send(h11.EndOfMessage()) or b"")
-            await self._write(b"".join(pending), write_timeout)
-        except h11.LocalProtocolError as exc:
-            raise httpx.LocalProtocolError(str(exc)) from exc
+            if declared is not None and sent != declared:
+                raise httpx.LocalProtocolError(
+                    f"the request body has {sent} bytes, its Content-Length {declared}"
+                )
+            if chunked:
+                pending.append(b"0\r\n\r\n")
+            if pending:
+                await self._write(b"".join(pending), write_timeout)
         except httpx.WriteError:
             return
+        self._sent = True
 
-    async def receive_head(self, read_timeout: float | None) -> h11.Response:
-        """Read up to the response's status line and headers (1xx skipped)."""
-        while True:
-            event = self._next_event()
-            if event is h11.NEED_DATA:
-                data = await self._read(read_timeout)
-                if not data and self.h11.their_state is h11.SEND_RESPONSE:
-                    raise httpx.RemoteProtocolError(
-                        "Server disconnected without sending a response."
-                    )
-                self.h11.receive_data(data)
-            elif type(event) is h11.Response:
-                return event
-            elif type(event) is h11.InformationalResponse and event.status_code == 101:
+    async def receive_head(
+        self, read_timeout: float | None
+    ) -> tuple[int, list[tuple[bytes, bytes]], dict[str, Any]]:
+        """The response's status, headers and httpx extensions (HTTP version,
+        reason phrase), interim 1xx answers skipped."""
+        self._parser = httptools.HttpResponseParser(self)
+        seen = 0
+        while not self._head_done:
+            data = await self._read(read_timeout)
+            if not data:
                 raise httpx.RemoteProtocolError(
-                    "the server switched protocols: upgrades need httpx's "
-                    "transport (ClientConfig(transport='httpx'))"
+                    "Server disconnected without sending a response."
+                    if seen == 0
+                    else "Server disconnected in the middle of the response head."
                 )
+            seen += len(data)
+            self._feed(data)
+            if not self._head_done and seen > MAX_HEAD:
+                raise httpx.RemoteProtocolError(
+                    f"the response head is longer than {MAX_HEAD} bytes"
+                )
+        parser = self._parser
+        status: int = parser.get_status_code()
+        if status == 101:
+            raise httpx.RemoteProtocolError(
+                "the server switched protocols: upgrades need httpx's "
+                "transport (ClientConfig(transport='httpx'))"
+            )
+        if self._no_body:  # llhttp cannot be told a HEAD answer has no body
+            self._complete = True
+            if self._body:
+                self._close_after = True
+            self._body = []
+        version = b"HTTP/" + parser.get_http_version().encode("ascii")
+        extensions = {"http_version": version, "reason_phrase": self._reason}
+        return status, self._headers, extensions
 
     async def receive_chunk(self, read_timeout: float | None) -> bytes | None:
-        """The response body's next chunk, or None at the end of the message."""
+        """The response body's next piece, or None at the end of the message."""
         while True:
-            event = self._next_event()
-            if event is h11.NEED_DATA:
-                self.h11.receive_data(await self._read(read_timeout))
-            elif type(event) is h11.Data:
-                return bytes(event.data)
-            elif type(event) is h11.EndOfMessage or event is h11.PAUSED:
+            if self._body:
+                body = self._body
+                self._body = []
+                return body[0] if len(body) == 1 else b"".join(body)
+            if self._complete:
                 return None
+            data = await self._read(read_timeout)
+            if not data:
+                if self._ends_at_close():
+                    self._complete = True
+                    self._close_after = True
+                    return None
+                raise httpx.RemoteProtocolError(
+                    "peer closed connection without sending complete message body"
+                )
+            self._feed(data)
+
+    def _ends_at_close(self) -> bool:
+        """Whether the body is delimited by the connection's end (no length)."""
+        names = {name.lower() for name, _ in self._headers}
+        return b"content-length" not in names and b"transfer-encoding" not in names
+
+    def _feed(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._head_done = True  # status 101: refused by receive_head
+        except httptools.HttpParserError as exc:
+            raise httpx.RemoteProtocolError(
+                f"malformed response: {exc}" if str(exc) else "malformed response"
+            ) from exc
 
     # -- I/O, with httpx's exceptions ------------------------------------------------
-
-    def _next_event(self) -> Any:
-        try:
-            return self.h11.next_event()
-        except h11.RemoteProtocolError as exc:
-            raise httpx.RemoteProtocolError(str(exc)) from exc
 
     async def _read(self, within: float | None) -> bytes:
         try:

@@ -8,7 +8,8 @@ one FIFO queue; a released connection goes straight to the first waiter (or, if 
 waiter wants another origin, is closed and its slot handed over). Checkout, return
 and hand-over cost the same whether 1 or 1,000 requests are waiting.
 
-The connections are `Connection`s (h11 over Trio sockets, see ``_http11``); TLS
+The connections are `Connection`s (Trio sockets, responses parsed by httptools:
+see ``_http11``); TLS
 uses the SSL context httpx builds (`httpx.create_ssl_context`).
 """
 
@@ -183,7 +184,9 @@ class PooledTransport(httpx.AsyncBaseTransport):
             connection, reused = await self._checkout(origin, url, timeouts)
             try:
                 await connection.send_request(request, timeouts.get("write"))
-                head = await connection.receive_head(read_timeout)
+                status, headers, extensions = await connection.receive_head(
+                    read_timeout
+                )
             except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError):
                 stale = reused and not connection.received
                 connection.close()
@@ -197,13 +200,10 @@ class PooledTransport(httpx.AsyncBaseTransport):
                 self._check_in(connection)
                 raise
             return httpx.Response(
-                status_code=head.status_code,
-                headers=head.headers.raw_items(),
+                status_code=status,
+                headers=headers,
                 stream=ResponseStream(connection, read_timeout, self._check_in),
-                extensions={
-                    "http_version": b"HTTP/" + head.http_version,
-                    "reason_phrase": head.reason,
-                },
+                extensions=extensions,
             )
 
     def _may_resend(self, request: httpx.Request) -> bool:
