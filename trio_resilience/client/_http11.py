@@ -71,6 +71,17 @@ def request_head(request: httpx.Request) -> tuple[bytes, bool | None, bool]:
     return head, chunked, close
 
 
+def describe(exc: BaseException) -> str:
+    """A failure's message; trio's stream errors carry theirs in the cause (an
+    `ssl.SSLError`, say)."""
+    if str(exc):
+        return str(exc)
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and str(cause):
+        return f"{type(exc).__name__}: {cause}"
+    return type(exc).__name__
+
+
 def _socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType:
     if isinstance(stream, trio.SSLStream):
         stream = stream.transport_stream
@@ -319,7 +330,7 @@ class Connection:
                 if scope.cancelled_caught:
                     raise httpx.ReadTimeout(f"no response data within {within:g}s")
         except _BROKEN as exc:
-            raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
+            raise httpx.ReadError(describe(exc)) from exc
         if data:
             self.received = True
         return bytes(data)
@@ -334,7 +345,7 @@ class Connection:
                 if scope.cancelled_caught:
                     raise httpx.WriteTimeout(f"request not written within {within:g}s")
         except _BROKEN as exc:
-            raise httpx.WriteError(str(exc) or type(exc).__name__) from exc
+            raise httpx.WriteError(describe(exc)) from exc
 
 
 class ResponseStream(httpx.AsyncByteStream):

@@ -27,7 +27,7 @@ import attrs
 import httpx
 import trio
 
-from ._http11 import Connection, ResponseStream
+from ._http11 import Connection, ResponseStream, describe
 
 DEFAULT_LIMITS = httpx.Limits(
     max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0
@@ -388,7 +388,7 @@ class PooledTransport(httpx.AsyncBaseTransport):
                         raise
                     stream = tls
         except (OSError, trio.BrokenResourceError) as exc:
-            raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
+            raise httpx.ConnectError(describe(exc)) from exc
         if scope.cancelled_caught:
             raise httpx.ConnectTimeout(f"not connected within {within:g}s")
         return Connection(origin, stream)
