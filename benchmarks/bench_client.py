@@ -314,13 +314,13 @@ def format_report(results: Sequence[dict[str, Any]], meta: dict[str, Any]) -> st
         f" {meta['duration']:g} s per subject and concurrency, {meta['warmup']:g} s"
         " warm-up per slice",
         "",
-        f"{'subject':<16} {'c':>3} {'calls/s':>9} {'min':>8} {'max':>8}"
+        f"{'subject':<18} {'c':>3} {'calls/s':>9} {'min':>8} {'max':>8}"
         f" {'CPU-µs/call':>12} {'cli CPU':>8} {'srv CPU':>8} {'vs httpx':>9}",
     ]
     for r in results:
         httpx_rate = by_name[f"httpx_c{r['concurrency']}"]["median"]
         lines.append(
-            f"{r['subject']:<16} {r['concurrency']:>3} {r['median']:>9,.0f}"
+            f"{r['subject']:<18} {r['concurrency']:>3} {r['median']:>9,.0f}"
             f" {r['min']:>8,.0f} {r['max']:>8,.0f} {r['cpu_us_per_call']:>12,.0f}"
             f" {percent(r['client_cpu']):>8} {percent(r['server_cpu']):>8}"
             f" {r['median'] / httpx_rate:>9.3f}"

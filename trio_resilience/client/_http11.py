@@ -25,6 +25,10 @@ READ_SIZE = 64 * 1024
 """Bytes asked of the socket per read (httpcore's figure)."""
 WRITE_BATCH = 64 * 1024
 """An in-memory request body is written in pieces of about this many bytes."""
+UNBLOCKED_WRITE = 4096
+"""A first write of an exchange up to this size never blocks on a plain socket:
+its send buffer is empty (the last answer was read whole) and never smaller than
+this (Linux's ``tcp_wmem`` minimum), so it needs no write-timeout scope."""
 MAX_HEAD = 100 * 1024
 """The longest response head accepted (h11's and httpcore's bound)."""
 
@@ -105,6 +109,7 @@ class Connection:
         "_headers",
         "_no_body",
         "_parser",
+        "_plain",
         "_reason",
         "_sent",
         "_socket",
@@ -119,6 +124,7 @@ class Connection:
         self.key = key
         self._stream = stream
         self._socket = _socket_of(stream)
+        self._plain = not isinstance(stream, trio.SSLStream)
         self.idle_since = 0.0
         self.closed = False
         self._reset()
@@ -215,9 +221,10 @@ class Connection:
         try:
             pending = [head]
             size = len(head)
+            first = True
             if not in_memory:  # the head now: the body may wait on the server
-                await self._write(head, write_timeout)
-                pending, size = [], 0
+                await self._write(head, write_timeout, first)
+                pending, size, first = [], 0, False
             async for chunk in stream:
                 if not chunk:
                     continue
@@ -232,8 +239,8 @@ class Connection:
                     pending.append(chunk)
                 size += len(chunk)
                 if size >= WRITE_BATCH or not in_memory:
-                    await self._write(b"".join(pending), write_timeout)
-                    pending, size = [], 0
+                    await self._write(b"".join(pending), write_timeout, first)
+                    pending, size, first = [], 0, False
             if declared is not None and sent != declared:
                 raise httpx.LocalProtocolError(
                     f"the request body has {sent} bytes, its Content-Length {declared}"
@@ -241,7 +248,7 @@ class Connection:
             if chunked:
                 pending.append(b"0\r\n\r\n")
             if pending:
-                await self._write(b"".join(pending), write_timeout)
+                await self._write(b"".join(pending), write_timeout, first)
         except httpx.WriteError:
             return
         self._sent = True
@@ -335,9 +342,11 @@ class Connection:
             self.received = True
         return bytes(data)
 
-    async def _write(self, data: bytes, within: float | None) -> None:
+    async def _write(self, data: bytes, within: float | None, first: bool) -> None:
         try:
-            if within is None:
+            if within is None or (
+                first and self._plain and len(data) <= UNBLOCKED_WRITE
+            ):
                 await self._stream.send_all(data)
             else:
                 with trio.move_on_after(within) as scope:

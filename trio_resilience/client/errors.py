@@ -45,10 +45,9 @@ raised ``from`` the original; anything else (a `TypeError` for a bad keyword,
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
 import time
-from collections.abc import Iterator
+from types import TracebackType
 from typing import Final
 
 import httpx
@@ -261,8 +260,29 @@ def error_for_exception(exc: Exception, request_id: str | None) -> APIError:
     return error_cls(message, request_id=request_id, response=response)
 
 
-@contextlib.contextmanager
-def map_httpx_exceptions(request_id: str | None) -> Iterator[None]:
+class _HttpxErrorMapper:
+    """The context manager `map_httpx_exceptions` returns (a class, not a
+    generator: it is entered twice per attempt)."""
+
+    __slots__ = ("_request_id",)
+
+    def __init__(self, request_id: str | None) -> None:
+        self._request_id = request_id
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, HTTPX_EXCEPTIONS):
+            raise error_for_exception(exc, self._request_id) from exc
+
+
+def map_httpx_exceptions(request_id: str | None) -> _HttpxErrorMapper:
     """``with map_httpx_exceptions(request_id):`` raises an httpx error as ours.
 
     The one place the client translates httpx: any exception of httpx's leaves the
@@ -270,10 +290,7 @@ def map_httpx_exceptions(request_id: str | None) -> Iterator[None]:
     ``map_httpcore_exceptions`` is the model). Everything else passes through
     untouched: a `TypeError` for a bad keyword, `trio.Cancelled`, exception groups.
     """
-    try:
-        yield
-    except HTTPX_EXCEPTIONS as exc:
-        raise error_for_exception(exc, request_id) from exc
+    return _HttpxErrorMapper(request_id)
 
 
 def is_retryable(exc: BaseException) -> bool:
