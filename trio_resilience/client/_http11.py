@@ -12,6 +12,7 @@ would raise for it.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import AsyncIterator, Callable
@@ -25,10 +26,6 @@ READ_SIZE = 64 * 1024
 """Bytes asked of the socket per read (httpcore's figure)."""
 WRITE_BATCH = 64 * 1024
 """An in-memory request body is written in pieces of about this many bytes."""
-UNBLOCKED_WRITE = 4096
-"""A first write of an exchange up to this size never blocks on a plain socket:
-its send buffer is empty (the last answer was read whole) and never smaller than
-this (Linux's ``tcp_wmem`` minimum), so it needs no write-timeout scope."""
 MAX_HEAD = 100 * 1024
 """The longest response head accepted (h11's and httpcore's bound)."""
 
@@ -221,10 +218,9 @@ class Connection:
         try:
             pending = [head]
             size = len(head)
-            first = True
             if not in_memory:  # the head now: the body may wait on the server
-                await self._write(head, write_timeout, first)
-                pending, size, first = [], 0, False
+                await self._write(head, write_timeout)
+                pending, size = [], 0
             async for chunk in stream:
                 if not chunk:
                     continue
@@ -239,8 +235,8 @@ class Connection:
                     pending.append(chunk)
                 size += len(chunk)
                 if size >= WRITE_BATCH or not in_memory:
-                    await self._write(b"".join(pending), write_timeout, first)
-                    pending, size, first = [], 0, False
+                    await self._write(b"".join(pending), write_timeout)
+                    pending, size = [], 0
             if declared is not None and sent != declared:
                 raise httpx.LocalProtocolError(
                     f"the request body has {sent} bytes, its Content-Length {declared}"
@@ -248,7 +244,7 @@ class Connection:
             if chunked:
                 pending.append(b"0\r\n\r\n")
             if pending:
-                await self._write(b"".join(pending), write_timeout, first)
+                await self._write(b"".join(pending), write_timeout)
         except httpx.WriteError:
             return
         self._sent = True
@@ -328,33 +324,106 @@ class Connection:
     # -- I/O, with httpx's exceptions ------------------------------------------------
 
     async def _read(self, within: float | None) -> bytes:
-        try:
-            if within is None:
-                data = await self._stream.receive_some(READ_SIZE)
-            else:
-                with trio.move_on_after(within) as scope:
+        data: bytes | bytearray
+        if self._plain:
+            data = await self._receive_on_socket(within)
+        else:
+            try:
+                if within is None:
                     data = await self._stream.receive_some(READ_SIZE)
-                if scope.cancelled_caught:
-                    raise httpx.ReadTimeout(f"no response data within {within:g}s")
-        except _BROKEN as exc:
-            raise httpx.ReadError(describe(exc)) from exc
+                else:
+                    with trio.move_on_after(within) as scope:
+                        data = await self._stream.receive_some(READ_SIZE)
+                    if scope.cancelled_caught:
+                        raise httpx.ReadTimeout(_no_data(within))
+            except _BROKEN as exc:
+                raise httpx.ReadError(describe(exc)) from exc
         if data:
             self.received = True
         return bytes(data)
 
-    async def _write(self, data: bytes, within: float | None, first: bool) -> None:
+    async def _write(self, data: bytes, within: float | None) -> None:
+        if self._plain:
+            await self._send_on_socket(data, within)
+            return
         try:
-            if within is None or (
-                first and self._plain and len(data) <= UNBLOCKED_WRITE
-            ):
+            if within is None:
                 await self._stream.send_all(data)
             else:
                 with trio.move_on_after(within) as scope:
                     await self._stream.send_all(data)
                 if scope.cancelled_caught:
-                    raise httpx.WriteTimeout(f"request not written within {within:g}s")
+                    raise httpx.WriteTimeout(_not_written(within))
         except _BROKEN as exc:
             raise httpx.WriteError(describe(exc)) from exc
+
+    # Plain TCP: read(2) and write(2) on the socket, waiting with trio.lowlevel
+    # only when the kernel says so. A read is a checkpoint as trio's own are (the
+    # cancellation check before, a schedule point after data was taken, or the
+    # wait); a write that does not block only checks for cancellation: the read
+    # of the answer that follows it is the schedule point. That saves one trip
+    # through the scheduler, and trio's stream wrappers, per request. A closed
+    # socket's descriptor is -1: never another socket's reused number.
+
+    async def _receive_on_socket(self, within: float | None) -> bytes:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        sock = self._socket
+        try:
+            data = os.read(sock.fileno(), READ_SIZE)
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            raise httpx.ReadError(describe(exc)) from exc
+        else:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return data
+        while True:
+            try:
+                if within is None:
+                    await trio.lowlevel.wait_readable(sock)
+                else:
+                    with trio.move_on_after(within) as scope:
+                        await trio.lowlevel.wait_readable(sock)
+                    if scope.cancelled_caught:
+                        raise httpx.ReadTimeout(_no_data(within))
+                return os.read(sock.fileno(), READ_SIZE)
+            except BlockingIOError:
+                continue
+            except (trio.ClosedResourceError, OSError) as exc:
+                raise httpx.ReadError(describe(exc)) from exc
+
+    async def _send_on_socket(self, data: bytes, within: float | None) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        sock = self._socket
+        view = memoryview(data)
+        sent = 0
+        while True:
+            try:
+                sent += os.write(sock.fileno(), view[sent:])
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                raise httpx.WriteError(describe(exc)) from exc
+            if sent >= len(data):
+                return
+            try:
+                if within is None:
+                    await trio.lowlevel.wait_writable(sock)
+                else:
+                    with trio.move_on_after(within) as scope:
+                        await trio.lowlevel.wait_writable(sock)
+                    if scope.cancelled_caught:
+                        raise httpx.WriteTimeout(_not_written(within))
+            except (trio.ClosedResourceError, OSError) as exc:
+                raise httpx.WriteError(describe(exc)) from exc
+
+
+def _no_data(within: float) -> str:
+    return f"no response data within {within:g}s"
+
+
+def _not_written(within: float) -> str:
+    return f"request not written within {within:g}s"
 
 
 class ResponseStream(httpx.AsyncByteStream):
