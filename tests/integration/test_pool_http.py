@@ -839,3 +839,41 @@ async def test_a_plain_post_on_a_dropped_reused_connection_is_not_resent() -> No
             assert [h.method for h in server.requests] == ["GET", "POST"]
             assert server.accepted == 1
             assert_clean(transport)
+
+
+async def test_the_resend_skips_the_other_idle_connections() -> None:
+    """Two idle connections, both dropped by the server at their next request
+    (as after a restart): the request found dead on one is resent on a fresh
+    connection, not on the other dead one, and succeeds."""
+
+    async def first_only(conn: Conn) -> None:
+        """Answer a connection's first request (held on /hold/NAME until the
+        test says); drop it at the second without a byte."""
+        head = await conn.request()
+        if head is None:
+            return
+        if head.path.startswith("/hold/"):
+            name = head.path.removeprefix("/hold/")
+            conn.server.events[f"got:{name}"].set()
+            await conn.server.events[name].wait()
+        await conn.send(response())
+        await conn.request()
+
+    with trio.fail_after(10):
+        async with (
+            raw_server(first_only) as server,
+            pooled_client(server.url) as (client, transport),
+        ):
+            async with trio.open_nursery() as nursery:
+                for name in ("a", "b"):
+                    nursery.start_soon(ok, client, f"/hold/{name}")
+                await server.events["got:a"].wait()
+                await server.events["got:b"].wait()
+                server.events["a"].set()
+                server.events["b"].set()
+            assert transport.stats().idle == 2
+            await ok(client)
+            assert server.accepted == 3
+            stats = transport.stats()
+            assert (stats.created, stats.idle) == (3, 2)
+            assert_clean(transport)

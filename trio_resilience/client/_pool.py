@@ -181,7 +181,7 @@ class PooledTransport(httpx.AsyncBaseTransport):
         read_timeout = timeouts.get("read")
         retry = True
         while True:
-            connection, reused = await self._checkout(origin, url, timeouts)
+            connection, reused = await self._checkout(origin, url, timeouts, not retry)
             try:
                 await connection.send_request(request, timeouts.get("write"))
                 status, headers, extensions = await connection.receive_head(
@@ -217,10 +217,16 @@ class PooledTransport(httpx.AsyncBaseTransport):
     # -- checkout and return ---------------------------------------------------------
 
     async def _checkout(
-        self, origin: Origin, url: httpx.URL, timeouts: dict[str, float | None]
+        self,
+        origin: Origin,
+        url: httpx.URL,
+        timeouts: dict[str, float | None],
+        fresh: bool = False,
     ) -> tuple[Connection, bool]:
-        """A connection to ``origin`` and whether it served a request before."""
-        stack = self._stacks.get(origin)
+        """A connection to ``origin`` and whether it served a request before;
+        ``fresh``: not one of the idle ones (a resend after one was found dead:
+        its idle siblings may be too)."""
+        stack = None if fresh else self._stacks.get(origin)
         if stack:
             now = time.monotonic()
             while stack:
