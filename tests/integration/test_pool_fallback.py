@@ -25,7 +25,9 @@ from trio_resilience.client import (
     LimitsConfig,
     PooledTransport,
     ResilientClient,
+    RetryConfig,
 )
+from trio_resilience.testing import serve_in_background
 
 from .test_pool_http import assert_clean, raw_server, wait_for
 
@@ -210,3 +212,32 @@ async def test_a_connection_idle_past_the_expiry_is_not_reused() -> None:
                 assert (stats.created, stats.reused) == (2, 1)
                 await wait_for(lambda: server.closed == 1)
                 assert_clean(transport)
+
+
+CLIENT = ResilientClient(ClientConfig(retry=RetryConfig(max_attempts=1)))
+"""One module-level client, shared by the tests below (each its own trio.run)."""
+
+
+@pytest.fixture(scope="module")
+def module_client() -> Iterator[ResilientClient]:
+    """`CLIENT`, closed in a ``trio.run`` of its own once the module is done."""
+    yield CLIENT
+    trio.run(CLIENT.close)
+    pool = CLIENT.http_transport
+    assert isinstance(pool, PooledTransport)
+    assert (pool.is_closed, pool.stats().open) == (True, 0)
+
+
+@pytest.mark.parametrize("round_", [1, 2])
+async def test_a_module_level_client_serves_test_after_test(
+    module_client: ResilientClient, round_: int
+) -> None:
+    """Each test its own server: the client's pool, left with an idle connection
+    to the last test's server (gone now), serves this one's."""
+    async with serve_in_background() as url:
+        for _ in range(3):
+            assert (await module_client.get(f"{url}/msg")).status_code == 200
+    pool = module_client.http_transport
+    assert isinstance(pool, PooledTransport)
+    assert (pool.stats().in_use, pool.stats().waiting) == (0, 0)
+    assert pool.stats().created == round_
