@@ -11,13 +11,16 @@ any waiting, whether another attempt will happen:
   the last exception is re-raised instead of sleeping into a cancellation.
 
 Otherwise ``on_retry`` is called with a `RetryDetails` and the loop sleeps the
-`Backoff` delay with `trio.sleep`, so `trio.testing.MockClock` controls it.
+`Backoff` delay with `trio.sleep`, so `trio.testing.MockClock` controls it. Inside
+`waits_skipped` (``trio_resilience.testing.retries_without_waiting``) every loop
+makes the same attempts without sleeping between them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import AsyncIterable, Callable, Coroutine
+from collections.abc import AsyncIterable, Callable, Coroutine, Iterator
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
@@ -30,6 +33,24 @@ from ._validation import check_async_callable, check_int, check_number
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+_skipping = 0
+"""How many `waits_skipped` blocks are open (process-wide, as stamina's testing
+mode is: a retry loop in a task started earlier, a server's, skips too)."""
+
+
+@contextlib.contextmanager
+def waits_skipped() -> Iterator[None]:
+    """Within the block, every retry loop of the process makes all its attempts
+    but sleeps none of its backoff (a bare checkpoint instead), so a deadline stops
+    them only once it has passed; `RetryDetails.delay` still reports the delay that
+    was skipped. Blocks nest; leaving the last restores the waits."""
+    global _skipping
+    _skipping += 1
+    try:
+        yield
+    finally:
+        _skipping -= 1
 
 
 @attrs.frozen
@@ -177,7 +198,7 @@ class _RetryLoop:
                 )
             )
         del exc
-        await trio.sleep(self._delay)
+        await trio.sleep(0 if _skipping else self._delay)
         self._current = Attempt(self, current.num + 1)
         return self._current
 
@@ -188,7 +209,7 @@ class _RetryLoop:
         if attempt is not self._current or attempt.num >= policy.attempts:
             return False
         delay = policy.delay(attempt.num, exc)
-        wake_at = trio.current_time() + delay
+        wake_at = trio.current_time() + (0 if _skipping else delay)
         deadline = trio.current_effective_deadline()
         if policy.timeout is not None:
             deadline = min(deadline, self._start + policy.timeout)

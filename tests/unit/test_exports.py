@@ -98,6 +98,7 @@ def test_subpackage_contracts() -> None:
     assert set(testing.__all__) == {
         "FaultClient",
         "FaultRuleError",
+        "retries_without_waiting",
         "serve_in_background",
     }
     assert {

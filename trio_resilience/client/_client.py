@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Self
@@ -29,6 +29,7 @@ import httpx
 import trio
 
 from .. import (
+    Attempt,
     CircuitBreaker,
     CircuitBreakerOpenError,
     CircuitState,
@@ -36,7 +37,7 @@ from .. import (
     retry_context,
 )
 from ..limiters import acquire_on_behalf_of_within
-from ._config import ClientConfig
+from ._config import ClientConfig, RetryConfig
 from ._pool import PooledTransport
 from .errors import (
     APIError,
@@ -50,6 +51,8 @@ from .errors import (
     retry_after_hint,
 )
 
+POLICY_CACHE_SIZE = 64
+"""How many per-call ``retry=RetryConfig(...)`` policies a client keeps built."""
 URL_CACHE_SIZE = 256
 """How many URL strings a client remembers the merged `httpx.URL` of."""
 
@@ -121,14 +124,11 @@ class ResilientClient:
             on_state_change=on_circuit_state_change,
         )
         self._bulkhead = trio.CapacityLimiter(config.bulkhead.max_concurrency)
-        # One retry policy for every call (each `async for` is a fresh loop).
-        self._retry = retry_context(
-            on=is_retryable,
-            attempts=config.retry.max_attempts,
-            backoff=config.retry.backoff(),
-            wait_hint=retry_after_hint,
-            on_retry=on_retry,
-        )
+        self._on_retry = on_retry
+        # One retry policy per RetryConfig, built once (each `async for` over it
+        # is a fresh loop): the client's own, and those calls ask for.
+        self._policies: dict[RetryConfig, AsyncIterable[Attempt]] = {}
+        self._retry = self._policy_for(config.retry)
         self._log_threshold = config.logging.levelno
         self._urls: dict[str, httpx.URL] = {}
         self._closed = False
@@ -217,10 +217,21 @@ class ResilientClient:
         return await self.request("OPTIONS", url, **kwargs)
 
     async def request(
-        self, method: str, url: str, *, request_id: str | None = None, **kwargs: Any
+        self,
+        method: str,
+        url: str,
+        *,
+        request_id: str | None = None,
+        retry: bool | RetryConfig = True,
+        **kwargs: Any,
     ) -> httpx.Response:
-        """Send one logical call, retried as configured; see the class docstring."""
+        """Send one logical call, retried as configured; see the class docstring.
+
+        ``retry=False`` makes this call one attempt; ``retry=RetryConfig(...)``
+        retries it by that configuration instead of the client's.
+        """
         self._check_open()
+        policy = self._retry if retry is True else self._policy_for(retry)
         header = self.config.request_id_header
         given = kwargs.pop("headers", None)
         headers: httpx.Headers | dict[str, str]
@@ -236,13 +247,14 @@ class ResilientClient:
         kwargs["headers"] = headers
         send_kwargs = {k: kwargs.pop(k) for k in _SEND_KEYWORDS if k in kwargs}
         return await self._send_with_retries(
-            method, url, request_id, kwargs, send_kwargs
+            policy, method, url, request_id, kwargs, send_kwargs
         )
 
     # -- the layers ------------------------------------------------------------------
 
     async def _send_with_retries(
         self,
+        policy: AsyncIterable[Attempt],
         method: str,
         url: str,
         request_id: str,
@@ -252,7 +264,7 @@ class ResilientClient:
         started = trio.current_time()
         number = 0
         try:
-            async for attempt in self._retry:
+            async for attempt in policy:
                 with attempt:
                     number = attempt.num
                     started = trio.current_time()
@@ -343,6 +355,26 @@ class ResilientClient:
 
     # -- helpers ---------------------------------------------------------------------
 
+    def _policy_for(self, retry: bool | RetryConfig) -> AsyncIterable[Attempt]:
+        if retry is False:
+            retry = _ONE_ATTEMPT
+        elif not isinstance(retry, RetryConfig):
+            raise TypeError(
+                f"retry must be True, False or a RetryConfig, not {retry!r}"
+            )
+        policy = self._policies.get(retry)
+        if policy is None:
+            if len(self._policies) >= POLICY_CACHE_SIZE:
+                del self._policies[next(iter(self._policies))]
+            policy = self._policies[retry] = retry_context(
+                on=is_retryable,
+                attempts=retry.max_attempts,
+                backoff=retry.backoff(),
+                wait_hint=retry_after_hint,
+                on_retry=self._on_retry,
+            )
+        return policy
+
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("this ResilientClient is closed")
@@ -390,6 +422,8 @@ class ResilientClient:
         )  # fmt: skip
 
 
+_ONE_ATTEMPT = RetryConfig(max_attempts=1)
+"""What ``retry=False`` means."""
 _PROXY_VARIABLES = ("http", "https", "all")
 
 

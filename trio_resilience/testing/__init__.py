@@ -15,13 +15,26 @@ port in a nursery it owns, and yields its base URL once it accepts connections::
     ...
     attempts = await faults.requests()
 
+`retries_without_waiting()` makes every retry loop (the client's, `retry`,
+`retry_context`) keep its attempts and skip its sleeps, like stamina's testing
+mode::
+
+    with retries_without_waiting():
+        response = await client.get("/flaky")   # three attempts, no waiting
+
 Installing the package also registers a pytest plugin with a ``resilience_server``
 fixture (for pytest-trio) that does the same for one test, and a
 ``resilience_faults`` fixture: a `FaultClient` for that server.
 """
 
+from .._retry import waits_skipped as retries_without_waiting
 from ._faults import FaultClient as FaultClient
 from ._faults import FaultRuleError as FaultRuleError
 from ._server import serve_in_background as serve_in_background
 
-__all__ = ["FaultClient", "FaultRuleError", "serve_in_background"]
+__all__ = [
+    "FaultClient",
+    "FaultRuleError",
+    "retries_without_waiting",
+    "serve_in_background",
+]
