@@ -17,6 +17,7 @@ httpx exception is translated by `map_httpx_exceptions`, nowhere else.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import urllib.request
 import uuid
@@ -230,6 +231,44 @@ class ResilientClient:
         ``retry=False`` makes this call one attempt; ``retry=RetryConfig(...)``
         retries it by that configuration instead of the client's.
         """
+        policy, request_id, send_kwargs = self._prepare(request_id, retry, kwargs)
+        return await self._send_with_retries(
+            policy, method, url, request_id, kwargs, send_kwargs, None
+        )
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        method: str,
+        url: str,
+        *,
+        request_id: str | None = None,
+        retry: bool | RetryConfig = True,
+        **kwargs: Any,
+    ) -> AsyncIterator[httpx.Response]:
+        """``async with client.stream("GET", url) as response:``, its body unread.
+
+        Retried like `request` up to the answer's head: a failure to connect or a
+        5xx is tried again, and an error answer is read and raised as usual. Once
+        the block has the response nothing is retried (its body may be half
+        consumed): an httpx error raised in the block, a body cut short say,
+        leaves it as ours (`APIConnectionError`), and the breaker has already
+        counted the call a success. The bulkhead slot is held, and the response
+        open, until the block exits.
+        """
+        policy, request_id, send_kwargs = self._prepare(request_id, retry, kwargs)
+        async with contextlib.AsyncExitStack() as held:
+            response = await self._send_with_retries(
+                policy, method, url, request_id, kwargs, send_kwargs, held
+            )
+            with map_httpx_exceptions(request_id):
+                yield response
+
+    def _prepare(
+        self, request_id: str | None, retry: bool | RetryConfig, kwargs: dict[str, Any]
+    ) -> tuple[AsyncIterable[Attempt], str, dict[str, Any]]:
+        """The call's retry policy and request id; ``kwargs`` left holding what
+        goes to build_request, with the id header set; send()'s keywords."""
         self._check_open()
         policy = self._retry if retry is True else self._policy_for(retry)
         header = self.config.request_id_header
@@ -246,9 +285,7 @@ class ResilientClient:
         headers[header] = request_id
         kwargs["headers"] = headers
         send_kwargs = {k: kwargs.pop(k) for k in _SEND_KEYWORDS if k in kwargs}
-        return await self._send_with_retries(
-            policy, method, url, request_id, kwargs, send_kwargs
-        )
+        return policy, request_id, send_kwargs
 
     # -- the layers ------------------------------------------------------------------
 
@@ -260,6 +297,7 @@ class ResilientClient:
         request_id: str,
         build_kwargs: dict[str, Any],
         send_kwargs: dict[str, Any],
+        held: contextlib.AsyncExitStack | None,
     ) -> httpx.Response:
         started = trio.current_time()
         number = 0
@@ -270,7 +308,7 @@ class ResilientClient:
                     started = trio.current_time()
                     request = self._build_request(method, url, request_id, build_kwargs)
                     response = await self._send_guarded(
-                        request, request_id, send_kwargs
+                        request, request_id, send_kwargs, held
                     )
                     self._log_attempt(
                         logging.DEBUG, method, url, request_id, number, response,
@@ -311,10 +349,18 @@ class ResilientClient:
             return request
 
     async def _send_guarded(
-        self, request: httpx.Request, request_id: str, kwargs: dict[str, Any]
+        self,
+        request: httpx.Request,
+        request_id: str,
+        kwargs: dict[str, Any],
+        held: contextlib.AsyncExitStack | None,
     ) -> httpx.Response:
-        """One attempt inside a bulkhead slot, admitted and settled by the breaker."""
-        borrower = object()
+        """One attempt inside a bulkhead slot, admitted and settled by the breaker.
+
+        With ``held`` (a stream), the answer's body is left unread and, once it
+        is a success, the response's closing and the slot's release go to
+        ``held``."""
+        borrower: object | None = object()
         timeout = self.config.bulkhead.acquisition_timeout
         if not await acquire_on_behalf_of_within(self._bulkhead, borrower, timeout):
             raise PoolTimeoutError(
@@ -334,20 +380,36 @@ class ResilientClient:
                     request_id=request_id,
                 ) from rejected
             try:
-                response = await self._send_once(request, request_id, kwargs)
+                response = await self._send_once(
+                    request, request_id, kwargs, held is not None
+                )
             except BaseException as exc:
                 ticket.settle(exc)
                 raise
             ticket.settle()
+            if held is not None:
+                held.callback(self._bulkhead.release_on_behalf_of, borrower)
+                held.push_async_callback(response.aclose)  # first: LIFO
+                borrower = None
             return response
         finally:
-            self._bulkhead.release_on_behalf_of(borrower)
+            if borrower is not None:
+                self._bulkhead.release_on_behalf_of(borrower)
 
     async def _send_once(
-        self, request: httpx.Request, request_id: str, kwargs: dict[str, Any]
+        self,
+        request: httpx.Request,
+        request_id: str,
+        kwargs: dict[str, Any],
+        streamed: bool,
     ) -> httpx.Response:
         with map_httpx_exceptions(request_id):
-            response = await self._http.send(request, **kwargs)
+            response = await self._http.send(request, stream=streamed, **kwargs)
+            if streamed and response.is_error:
+                try:
+                    await response.aread()  # the error's detail
+                finally:
+                    await response.aclose()
         error = error_for_response(response, request_id)
         if error is not None:
             raise error
