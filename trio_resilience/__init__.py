@@ -12,6 +12,8 @@ from ._breaker import CircuitBreakerOpenError as CircuitBreakerOpenError
 from ._breaker import CircuitBreakerStatistics as CircuitBreakerStatistics
 from ._breaker import CircuitBreakerTicket as CircuitBreakerTicket
 from ._breaker import CircuitState as CircuitState
+from ._budget import RetryBudget as RetryBudget
+from ._budget import RetryBudgetStatistics as RetryBudgetStatistics
 from ._retry import Attempt as Attempt
 from ._retry import RetryDetails as RetryDetails
 from ._retry import retry as retry
@@ -80,6 +82,8 @@ __all__ = [
     "LoggingConfig",
     "PerKeyRateLimiter",
     "ResilientClient",
+    "RetryBudget",
+    "RetryBudgetStatistics",
     "RetryConfig",
     "RetryDetails",
     "SemaphoreRateLimiter",

@@ -28,6 +28,7 @@ import attrs
 import trio
 
 from ._backoff import Backoff
+from ._budget import RetryBudget
 from ._exceptions import ExceptionSpec, is_cancellation, make_matcher
 from ._validation import check_async_callable, check_int, check_number
 
@@ -86,6 +87,10 @@ class _RetryPolicy:
     timeout: float | None = attrs.field(validator=lambda _s, _a, v: _check_timeout(v))
     on_retry: RetryHook | None
     wait_hint: WaitHint | None = None
+    budget: RetryBudget | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(attrs.validators.instance_of(RetryBudget)),
+    )
 
     @classmethod
     def build(
@@ -96,6 +101,7 @@ class _RetryPolicy:
         timeout: float | None,
         on_retry: RetryHook | None,
         wait_hint: WaitHint | None = None,
+        budget: RetryBudget | None = None,
     ) -> _RetryPolicy:
         if on_retry is not None and not callable(on_retry):
             raise TypeError("on_retry must be callable or None")
@@ -108,6 +114,7 @@ class _RetryPolicy:
             timeout=timeout,
             on_retry=on_retry,
             wait_hint=wait_hint,
+            budget=budget,
         )
 
     def delay(self, attempt: int, exc: BaseException) -> float:
@@ -183,6 +190,8 @@ class _RetryLoop:
         if current is None:
             self._start = trio.current_time()
             self._current = Attempt(self, 1)
+            if self._policy.budget is not None:
+                self._policy.budget.deposit()
             return self._current
         if not current._retrying:
             raise StopAsyncIteration
@@ -215,6 +224,8 @@ class _RetryLoop:
             deadline = min(deadline, self._start + policy.timeout)
         if wake_at >= deadline:
             return False
+        if policy.budget is not None and not policy.budget.try_withdraw():
+            return False
         self._delay = delay
         self._exc = exc
         return True
@@ -243,6 +254,7 @@ def retry_context(
     timeout: float | None = None,
     on_retry: RetryHook | None = None,
     wait_hint: WaitHint | None = None,
+    budget: RetryBudget | None = None,
 ) -> AsyncIterable[Attempt]:
     """Retry an inline block::
 
@@ -259,13 +271,16 @@ def retry_context(
     called with a `RetryDetails` before each backoff sleep. ``wait_hint(exc)`` may
     return a delay the failure itself asks for (a ``Retry-After`` header, say); it
     replaces the backoff delay, capped at ``backoff.maximum``; None keeps the backoff.
+    ``budget`` (a `RetryBudget`, shared by the loops it should bound) gets a deposit
+    for each loop's first attempt and must allow each retry: one it refuses ends
+    the loop, re-raising the last exception at once.
 
     The object returned holds only the policy: every ``async for`` over it starts a
     fresh loop at attempt 1 with its own clock, so it may be kept and reused, by
     several tasks at once and in several `trio.run` calls.
     """
     return _RetryContext(
-        _RetryPolicy.build(on, attempts, backoff, timeout, on_retry, wait_hint)
+        _RetryPolicy.build(on, attempts, backoff, timeout, on_retry, wait_hint, budget)
     )
 
 
@@ -277,6 +292,7 @@ def retry(
     timeout: float | None = None,
     on_retry: RetryHook | None = None,
     wait_hint: WaitHint | None = None,
+    budget: RetryBudget | None = None,
 ) -> Callable[
     [Callable[P, Coroutine[Any, Any, T]]], Callable[P, Coroutine[Any, Any, T]]
 ]:
@@ -289,7 +305,9 @@ def retry(
         @retry(on=ConnectionError, attempts=4, backoff=Backoff(initial=0.2))
         async def fetch() -> bytes: ...
     """
-    policy = _RetryPolicy.build(on, attempts, backoff, timeout, on_retry, wait_hint)
+    policy = _RetryPolicy.build(
+        on, attempts, backoff, timeout, on_retry, wait_hint, budget
+    )
 
     def decorate(
         fn: Callable[P, Coroutine[Any, Any, T]],

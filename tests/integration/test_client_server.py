@@ -112,9 +112,17 @@ async def test_bulkhead_saturation() -> None:
 
 
 async def test_load_under_a_failing_second() -> None:
-    """200 concurrent calls through /fail/duration/1 all succeed, each exactly once."""
+    """200 concurrent calls through /fail/duration/1 all succeed, each exactly once.
+
+    The retry budget is off: retrying every call through a total outage is what
+    it exists to prevent (tests/unit/client/test_budget_client.py)."""
     cfg = ClientConfig(
-        retry=RetryConfig(max_attempts=12, min_wait_seconds=0.05, max_wait_seconds=0.4),
+        retry=RetryConfig(
+            max_attempts=12,
+            min_wait_seconds=0.05,
+            max_wait_seconds=0.4,
+            budget_ratio=None,
+        ),
         circuit_breaker=CircuitBreakerConfig(failure_threshold=100_000),
         bulkhead=BulkheadConfig(max_concurrency=50, acquisition_timeout=30),
     )

@@ -39,6 +39,8 @@ def test_all_is_exactly_the_intended_names() -> None:
         "CircuitBreakerStatistics",
         "CircuitBreakerTicket",
         "LimitsConfig",
+        "RetryBudget",
+        "RetryBudgetStatistics",
         "RetryDetails",
     }
 

@@ -22,6 +22,7 @@ from trio_resilience import (
     CircuitBreakerTicket,
     CircuitState,
     PerKeyRateLimiter,
+    RetryBudget,
     SemaphoreRateLimiter,
     TokenBucketRateLimiter,
     retry,
@@ -310,3 +311,22 @@ def test_probe_deadline_is_on_the_admitting_runs_clock() -> None:
     run(lambda: probe_at(1000))
     run(lambda: probe_at(0))
     assert deadlines == [1004.0, 4.0]
+
+
+# -- retry budget ----------------------------------------------------------------------
+
+
+def test_retry_budget_forgets_a_late_run() -> None:
+    """Spent at t=1000 of one run: at t=0 of the next (whose clock would put
+    those withdrawals in the future, never leaving the window) it is full."""
+    budget = RetryBudget(ratio=0, min_per_second=0.2, window=10)
+
+    async def spend_late() -> list[bool]:
+        await trio.sleep(1000)
+        return [budget.try_withdraw() for _ in range(3)]
+
+    async def spend_early() -> list[bool]:
+        return [budget.try_withdraw() for _ in range(3)]
+
+    assert run(spend_late) == [True, True, False]
+    assert run(spend_early) == [True, True, False]

@@ -34,6 +34,7 @@ from .. import (
     CircuitBreaker,
     CircuitBreakerOpenError,
     CircuitState,
+    RetryBudget,
     RetryDetails,
     retry_context,
 )
@@ -129,6 +130,7 @@ class ResilientClient:
         # One retry policy per RetryConfig, built once (each `async for` over it
         # is a fresh loop): the client's own, and those calls ask for.
         self._policies: dict[RetryConfig, AsyncIterable[Attempt]] = {}
+        self._budget: RetryBudget | None = None
         self._retry = self._policy_for(config.retry)
         self._log_threshold = config.logging.levelno
         self._urls: dict[str, httpx.URL] = {}
@@ -164,6 +166,12 @@ class ResilientClient:
     def http_transport(self) -> httpx.AsyncBaseTransport | None:
         """The transport object in use; None when httpx built its own."""
         return self._transport
+
+    @property
+    def retry_budget(self) -> RetryBudget | None:
+        """The retry budget of the client's own calls (``config.retry``); a call
+        given its own ``retry=RetryConfig(...)`` has that config's budget."""
+        return self._budget
 
     @property
     def breaker(self) -> CircuitBreaker:
@@ -428,12 +436,16 @@ class ResilientClient:
         if policy is None:
             if len(self._policies) >= POLICY_CACHE_SIZE:
                 del self._policies[next(iter(self._policies))]
+            budget = retry.budget()
+            if retry is self.config.retry:
+                self._budget = budget
             policy = self._policies[retry] = retry_context(
                 on=is_retryable,
                 attempts=retry.max_attempts,
                 backoff=retry.backoff(),
                 wait_hint=retry_after_hint,
                 on_retry=self._on_retry,
+                budget=budget,
             )
         return policy
 

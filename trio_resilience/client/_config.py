@@ -8,6 +8,7 @@ import attrs
 import httpx
 
 from .._backoff import Backoff
+from .._budget import RetryBudget
 from .._log_threshold import log_level_number
 from .._validation import check_int, check_number
 
@@ -38,6 +39,13 @@ class RetryConfig:
     ``n`` is ``min(max_wait_seconds, min_wait_seconds * multiplier ** (n - 1))``,
     full-jittered when ``jitter`` is true (see `Backoff`); a ``Retry-After`` on 429 or
     503 replaces it, capped at ``max_wait_seconds``.
+
+    A retry budget bounds the retries of all the client's calls together: over any
+    ``budget_window_seconds``, at most ``budget_ratio`` of that window's first
+    attempts plus ``budget_min_per_second * budget_window_seconds`` (see
+    `RetryBudget`). With the defaults, 1,000 calls failing within 10 s make at most
+    1,000 + 200 + 100 attempts; a retry the budget refuses raises the last error at
+    once. ``budget_ratio=None`` turns the budget off.
     """
 
     max_attempts: int = attrs.field(
@@ -56,10 +64,32 @@ class RetryConfig:
     jitter: bool = attrs.field(
         default=True, validator=attrs.validators.instance_of(bool)
     )
+    budget_ratio: float | None = attrs.field(
+        default=0.2,
+        validator=lambda _s, _a, v: (
+            v is None or check_number("budget_ratio", v, at_least=0)
+        ),
+    )
+    budget_min_per_second: float = attrs.field(
+        default=10.0, validator=_non_negative_number("budget_min_per_second")
+    )
+    budget_window_seconds: float = attrs.field(
+        default=10.0, validator=_positive_number("budget_window_seconds")
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.max_wait_seconds < self.min_wait_seconds:
             raise ValueError("max_wait_seconds must be >= min_wait_seconds")
+
+    def budget(self) -> RetryBudget | None:
+        """A new `RetryBudget` as these settings describe; None if it is off."""
+        if self.budget_ratio is None:
+            return None
+        return RetryBudget(
+            ratio=self.budget_ratio,
+            min_per_second=self.budget_min_per_second,
+            window=self.budget_window_seconds,
+        )
 
     def backoff(self) -> Backoff:
         """The `Backoff` these settings describe."""
