@@ -21,9 +21,9 @@ import contextlib
 import logging
 import urllib.request
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, Self
 
 import httpx
@@ -116,15 +116,11 @@ class ResilientClient:
             proxy=config.proxy,
             transport=transport,
         )
-        self._breaker = CircuitBreaker(
-            failure_threshold=config.circuit_breaker.failure_threshold,
-            recovery_timeout=config.circuit_breaker.recovery_timeout,
-            half_open_max_calls=config.circuit_breaker.half_open_max_calls,
-            half_open_probe_timeout=config.circuit_breaker.half_open_probe_timeout,
-            expected_exception=is_service_failure,
-            ignored_exception=is_usage_error,
-            on_state_change=on_circuit_state_change,
-        )
+        self._on_state_change = on_circuit_state_change
+        self._per_host = config.circuit_breaker.per_host
+        self._breaker = self._new_breaker()
+        self._breakers: dict[str, CircuitBreaker] = {}
+        """Per origin, least recently used first (``per_host`` only)."""
         self._bulkhead = trio.CapacityLimiter(config.bulkhead.max_concurrency)
         self._on_retry = on_retry
         # One retry policy per RetryConfig, built once (each `async for` over it
@@ -175,8 +171,20 @@ class ResilientClient:
 
     @property
     def breaker(self) -> CircuitBreaker:
-        """The circuit breaker shared by every call of this client."""
+        """The circuit breaker shared by every call of this client (with
+        ``per_host``, the base URL's origin's: see `breakers`)."""
+        if self._per_host:
+            return self._breaker_for(httpx.URL(self.config.base_url or "http://"))
         return self._breaker
+
+    @property
+    def breakers(self) -> Mapping[str, CircuitBreaker]:
+        """The breakers by origin (``"https://api.example:8443"``), a read-only
+        view: with ``per_host``, one per origin called recently; otherwise the
+        one shared breaker, under ``"*"``."""
+        if self._per_host:
+            return MappingProxyType(self._breakers)
+        return MappingProxyType({"*": self._breaker})
 
     @property
     def is_closed(self) -> bool:
@@ -380,7 +388,10 @@ class ResilientClient:
             # The breaker's admission is synchronous: the request right after it
             # is the checkpoint, so this layer adds no trip through the scheduler.
             try:
-                ticket = self._breaker.admit_nowait()
+                breaker = (
+                    self._breaker_for(request.url) if self._per_host else self._breaker
+                )
+                ticket = breaker.admit_nowait()
             except CircuitBreakerOpenError as rejected:
                 raise CircuitOpenError(
                     state=rejected.state,
@@ -424,6 +435,39 @@ class ResilientClient:
         return response
 
     # -- helpers ---------------------------------------------------------------------
+
+    def _new_breaker(self) -> CircuitBreaker:
+        settings = self.config.circuit_breaker
+        return CircuitBreaker(
+            failure_threshold=settings.failure_threshold,
+            recovery_timeout=settings.recovery_timeout,
+            half_open_max_calls=settings.half_open_max_calls,
+            half_open_probe_timeout=settings.half_open_probe_timeout,
+            expected_exception=is_service_failure,
+            ignored_exception=is_usage_error,
+            on_state_change=self._on_state_change,
+        )
+
+    def _breaker_for(self, url: httpx.URL) -> CircuitBreaker:
+        """The breaker of ``url``'s origin, made on first use (``per_host``)."""
+        origin = f"{url.scheme}://{url.netloc.decode('ascii')}"
+        breakers = self._breakers
+        breaker = breakers.pop(origin, None)
+        if breaker is None:
+            if len(breakers) >= self.config.circuit_breaker.max_hosts:
+                del breakers[self._breaker_to_drop()]
+            breaker = self._new_breaker()
+        breakers[origin] = breaker  # the most recently used now
+        return breaker
+
+    def _breaker_to_drop(self) -> str:
+        """The least recently used origin whose breaker is closed with nothing
+        against it, else the least recently used one."""
+        for origin, breaker in self._breakers.items():
+            stats = breaker.statistics()
+            if stats.state is CircuitState.CLOSED and not stats.consecutive_failures:
+                return origin
+        return next(iter(self._breakers))
 
     def _policy_for(self, retry: bool | RetryConfig) -> AsyncIterable[Attempt]:
         if retry is False:

@@ -107,6 +107,11 @@ class CircuitBreakerConfig:
 
     ``half_open_probe_timeout`` bounds how long a half-open probe holds its slot
     (None: ``recovery_timeout``); see `CircuitBreaker`.
+
+    ``per_host=True`` gives each origin (scheme, host, port) its own breaker,
+    made on its first call, so one failing host cannot cut the client off from
+    the others; at most ``max_hosts`` are kept, the least recently used closed
+    one (else the least recently used) dropped for a new origin.
     """
 
     failure_threshold: int = attrs.field(
@@ -125,6 +130,12 @@ class CircuitBreakerConfig:
         validator=attrs.validators.optional(
             _positive_number("half_open_probe_timeout")
         ),
+    )
+    per_host: bool = attrs.field(
+        default=False, validator=attrs.validators.instance_of(bool)
+    )
+    max_hosts: int = attrs.field(
+        default=128, validator=lambda _s, _a, v: check_int("max_hosts", v, minimum=1)
     )
 
 
