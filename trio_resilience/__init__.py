@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .client import BulkheadConfig as BulkheadConfig
     from .client import CircuitBreakerConfig as CircuitBreakerConfig
     from .client import ClientConfig as ClientConfig
+    from .client import HedgingConfig as HedgingConfig
     from .client import LimitsConfig as LimitsConfig
     from .client import LoggingConfig as LoggingConfig
     from .client import ResilientClient as ResilientClient
@@ -42,6 +43,7 @@ _CLIENT_NAMES = frozenset(
         "BulkheadConfig",
         "CircuitBreakerConfig",
         "ClientConfig",
+        "HedgingConfig",
         "LimitsConfig",
         "LoggingConfig",
         "ResilientClient",
@@ -78,6 +80,7 @@ __all__ = [
     "CircuitBreakerTicket",
     "CircuitState",
     "ClientConfig",
+    "HedgingConfig",
     "LimitsConfig",
     "LoggingConfig",
     "PerKeyRateLimiter",

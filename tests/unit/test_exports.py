@@ -38,6 +38,7 @@ def test_all_is_exactly_the_intended_names() -> None:
         "Attempt",
         "CircuitBreakerStatistics",
         "CircuitBreakerTicket",
+        "HedgingConfig",
         "LimitsConfig",
         "RetryBudget",
         "RetryBudgetStatistics",

@@ -7,6 +7,7 @@ from ._client import create_resilient_client as create_resilient_client
 from ._config import BulkheadConfig as BulkheadConfig
 from ._config import CircuitBreakerConfig as CircuitBreakerConfig
 from ._config import ClientConfig as ClientConfig
+from ._config import HedgingConfig as HedgingConfig
 from ._config import LimitsConfig as LimitsConfig
 from ._config import LoggingConfig as LoggingConfig
 from ._config import RetryConfig as RetryConfig
@@ -18,6 +19,7 @@ __all__ = [
     "BulkheadConfig",
     "CircuitBreakerConfig",
     "ClientConfig",
+    "HedgingConfig",
     "LimitsConfig",
     "LoggingConfig",
     "PoolStats",

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from types import MappingProxyType, TracebackType
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 import httpx
 import trio
@@ -39,7 +39,7 @@ from .. import (
     retry_context,
 )
 from ..limiters import acquire_on_behalf_of_within
-from ._config import ClientConfig, RetryConfig
+from ._config import ClientConfig, HedgingConfig, RetryConfig
 from ._pool import PooledTransport
 from .errors import (
     APIError,
@@ -125,7 +125,7 @@ class ResilientClient:
         self._on_retry = on_retry
         # One retry policy per RetryConfig, built once (each `async for` over it
         # is a fresh loop): the client's own, and those calls ask for.
-        self._policies: dict[RetryConfig, AsyncIterable[Attempt]] = {}
+        self._policies: dict[RetryConfig, _Policy] = {}
         self._budget: RetryBudget | None = None
         self._retry = self._policy_for(config.retry)
         self._log_threshold = config.logging.levelno
@@ -240,16 +240,20 @@ class ResilientClient:
         *,
         request_id: str | None = None,
         retry: bool | RetryConfig = True,
+        hedge: bool | None = None,
         **kwargs: Any,
     ) -> httpx.Response:
         """Send one logical call, retried as configured; see the class docstring.
 
         ``retry=False`` makes this call one attempt; ``retry=RetryConfig(...)``
-        retries it by that configuration instead of the client's.
+        retries it by that configuration instead of the client's. ``hedge``:
+        True hedges this call whatever its method, False never (None: as
+        ``config.hedging`` says; see `HedgingConfig`).
         """
+        hedging = self._hedging_for(method, hedge)
         policy, request_id, send_kwargs = self._prepare(request_id, retry, kwargs)
         return await self._send_with_retries(
-            policy, method, url, request_id, kwargs, send_kwargs, None
+            policy, method, url, request_id, kwargs, send_kwargs, None, hedging
         )
 
     @asynccontextmanager
@@ -275,14 +279,14 @@ class ResilientClient:
         policy, request_id, send_kwargs = self._prepare(request_id, retry, kwargs)
         async with contextlib.AsyncExitStack() as held:
             response = await self._send_with_retries(
-                policy, method, url, request_id, kwargs, send_kwargs, held
+                policy, method, url, request_id, kwargs, send_kwargs, held, None
             )
             with map_httpx_exceptions(request_id):
                 yield response
 
     def _prepare(
         self, request_id: str | None, retry: bool | RetryConfig, kwargs: dict[str, Any]
-    ) -> tuple[AsyncIterable[Attempt], str, dict[str, Any]]:
+    ) -> tuple[_Policy, str, dict[str, Any]]:
         """The call's retry policy and request id; ``kwargs`` left holding what
         goes to build_request, with the id header set; send()'s keywords."""
         self._check_open()
@@ -307,25 +311,32 @@ class ResilientClient:
 
     async def _send_with_retries(
         self,
-        policy: AsyncIterable[Attempt],
+        policy: _Policy,
         method: str,
         url: str,
         request_id: str,
         build_kwargs: dict[str, Any],
         send_kwargs: dict[str, Any],
         held: contextlib.AsyncExitStack | None,
+        hedging: HedgingConfig | None,
     ) -> httpx.Response:
         started = trio.current_time()
         number = 0
         try:
-            async for attempt in policy:
+            async for attempt in policy.attempts:
                 with attempt:
                     number = attempt.num
                     started = trio.current_time()
                     request = self._build_request(method, url, request_id, build_kwargs)
-                    response = await self._send_guarded(
-                        request, request_id, send_kwargs, held
-                    )
+                    if hedging is None:
+                        response = await self._send_guarded(
+                            request, request_id, send_kwargs, held
+                        )
+                    else:
+                        response = await self._send_hedged(
+                            request, (method, url, build_kwargs), send_kwargs,
+                            hedging, policy.budget,
+                        )  # fmt: skip
                     self._log_attempt(
                         logging.DEBUG, method, url, request_id, number, response,
                         started,
@@ -364,20 +375,77 @@ class ResilientClient:
             self._urls[url] = request.url
             return request
 
+    async def _send_hedged(
+        self,
+        request: httpx.Request,
+        rebuild: tuple[str, str, dict[str, Any]],
+        send_kwargs: dict[str, Any],
+        hedging: HedgingConfig,
+        budget: RetryBudget | None,
+    ) -> httpx.Response:
+        """One attempt raced against up to ``max_extra`` hedges in one nursery,
+        each started ``delay`` after the last while none has answered and none is
+        left running: the first success wins and the others are cancelled; if
+        every one fails, the first's error is the attempt's. A hedge is a retry
+        to the budget, and takes a bulkhead slot only if one is free now."""
+        request_id = request.headers[self.config.request_id_header]
+        won: list[httpx.Response] = []
+        first_error: list[Exception] = []
+        running = 0
+        all_failed = trio.Event()
+
+        async def send(request: httpx.Request, first: bool) -> None:
+            nonlocal running
+            try:
+                response = await self._send_guarded(
+                    request, request_id, send_kwargs, None, wait_for_slot=first
+                )
+            except Exception as exc:  # an attempt's failure, raised if all fail
+                if first:
+                    first_error.append(exc)
+                running -= 1
+                if running == 0:
+                    all_failed.set()
+                return
+            if won:  # answered in the same instant as the winner
+                await response.aclose()
+                return
+            won.append(response)
+            nursery.cancel_scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            running = 1
+            nursery.start_soon(send, request, True)
+            for _ in range(hedging.max_extra):
+                with trio.move_on_after(hedging.delay):
+                    await all_failed.wait()
+                if all_failed.is_set():
+                    break
+                if budget is not None and not budget.try_withdraw():
+                    break
+                running += 1
+                hedge = self._build_request(*rebuild[:2], request_id, rebuild[2])
+                nursery.start_soon(send, hedge, False)
+        if won:
+            return won[0]
+        raise first_error[0]
+
     async def _send_guarded(
         self,
         request: httpx.Request,
         request_id: str,
         kwargs: dict[str, Any],
         held: contextlib.AsyncExitStack | None,
+        *,
+        wait_for_slot: bool = True,
     ) -> httpx.Response:
         """One attempt inside a bulkhead slot, admitted and settled by the breaker.
 
         With ``held`` (a stream), the answer's body is left unread and, once it
         is a success, the response's closing and the slot's release go to
-        ``held``."""
+        ``held``. Without ``wait_for_slot`` a slot must be free at once."""
         borrower: object | None = object()
-        timeout = self.config.bulkhead.acquisition_timeout
+        timeout = self.config.bulkhead.acquisition_timeout if wait_for_slot else 0
         if not await acquire_on_behalf_of_within(self._bulkhead, borrower, timeout):
             raise PoolTimeoutError(
                 f"no bulkhead slot free within {timeout:g}s "
@@ -436,6 +504,20 @@ class ResilientClient:
 
     # -- helpers ---------------------------------------------------------------------
 
+    def _hedging_for(self, method: str, hedge: bool | None) -> HedgingConfig | None:
+        hedging = self.config.hedging
+        if hedge is False:
+            return None
+        if hedging is None:
+            if hedge:
+                raise ValueError(
+                    "hedge=True needs ClientConfig(hedging=HedgingConfig(delay=...))"
+                )
+            return None
+        if hedge or method.upper() in hedging.methods:
+            return hedging
+        return None
+
     def _new_breaker(self) -> CircuitBreaker:
         settings = self.config.circuit_breaker
         return CircuitBreaker(
@@ -469,7 +551,7 @@ class ResilientClient:
                 return origin
         return next(iter(self._breakers))
 
-    def _policy_for(self, retry: bool | RetryConfig) -> AsyncIterable[Attempt]:
+    def _policy_for(self, retry: bool | RetryConfig) -> _Policy:
         if retry is False:
             retry = _ONE_ATTEMPT
         elif not isinstance(retry, RetryConfig):
@@ -483,7 +565,7 @@ class ResilientClient:
             budget = retry.budget()
             if retry is self.config.retry:
                 self._budget = budget
-            policy = self._policies[retry] = retry_context(
+            attempts = retry_context(
                 on=is_retryable,
                 attempts=retry.max_attempts,
                 backoff=retry.backoff(),
@@ -491,6 +573,7 @@ class ResilientClient:
                 on_retry=self._on_retry,
                 budget=budget,
             )
+            policy = self._policies[retry] = _Policy(attempts, budget)
         return policy
 
     def _check_open(self) -> None:
@@ -538,6 +621,13 @@ class ResilientClient:
             method, url, attempt, result, elapsed_ms, then, rid,
             extra=fields,
         )  # fmt: skip
+
+
+class _Policy(NamedTuple):
+    """A call's retries: the loop's policy and the budget it draws on."""
+
+    attempts: AsyncIterable[Attempt]
+    budget: RetryBudget | None
 
 
 _ONE_ATTEMPT = RetryConfig(max_attempts=1)

@@ -182,6 +182,39 @@ class BulkheadConfig:
     )
 
 
+IDEMPOTENT_METHODS = ("GET", "HEAD", "OPTIONS", "PUT", "DELETE")
+
+
+def _method_names(value: object) -> tuple[str, ...]:
+    if isinstance(value, str) or not all(
+        isinstance(m, str) and m
+        for m in value  # type: ignore[attr-defined]
+    ):
+        raise ValueError(f"methods must be a sequence of method names, not {value!r}")
+    return tuple(m.upper() for m in value)  # type: ignore[attr-defined]
+
+
+@attrs.frozen
+class HedgingConfig:
+    """Hedged requests: when an attempt has no answer after ``delay`` seconds, a
+    second copy starts beside it (up to ``max_extra`` copies, ``delay`` apart),
+    with the same request id; the first success wins and the others are
+    cancelled. Only ``methods`` are hedged (the idempotent ones by default: a
+    POST is hedged only if listed here, or if the call passes ``hedge=True``).
+    Each hedge is paid from the retry budget and takes a bulkhead slot only if
+    one is free at once; a failed attempt does not start one early. Off unless
+    ``ClientConfig(hedging=HedgingConfig(delay=...))``.
+    """
+
+    delay: float = attrs.field(validator=_positive_number("delay"))
+    max_extra: int = attrs.field(
+        default=1, validator=lambda _s, _a, v: check_int("max_extra", v, minimum=1)
+    )
+    methods: tuple[str, ...] = attrs.field(
+        default=IDEMPOTENT_METHODS, converter=_method_names
+    )
+
+
 def _check_level(_self: object, _attr: object, value: object) -> None:
     if not isinstance(value, str):
         raise ValueError(f"level must be a logging level name, not {value!r}")
@@ -287,6 +320,12 @@ class ClientConfig:
     )
     limits: LimitsConfig = attrs.field(
         factory=LimitsConfig, validator=attrs.validators.instance_of(LimitsConfig)
+    )
+    hedging: HedgingConfig | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(
+            attrs.validators.instance_of(HedgingConfig)
+        ),
     )
     transport: str = attrs.field(default="pooled", validator=_check_transport)
     http2: bool = attrs.field(
