@@ -19,6 +19,7 @@ from ._retry import RetryDetails as RetryDetails
 from ._retry import retry as retry
 from ._retry import retry_context as retry_context
 from ._version import __version__ as __version__
+from ._window import SlidingWindow as SlidingWindow
 from .limiters import AsyncRateLimiter as AsyncRateLimiter
 from .limiters import PerKeyRateLimiter as PerKeyRateLimiter
 from .limiters import SemaphoreRateLimiter as SemaphoreRateLimiter
@@ -90,6 +91,7 @@ __all__ = [
     "RetryConfig",
     "RetryDetails",
     "SemaphoreRateLimiter",
+    "SlidingWindow",
     "TimeoutConfig",
     "TokenBucketRateLimiter",
     "create_resilient_client",

@@ -6,6 +6,10 @@ States and transitions (all times are trio time)::
     OPEN   --recovery_timeout elapsed-----------------> HALF_OPEN
     HALF_OPEN --a success--> CLOSED      HALF_OPEN --a failure--> OPEN
 
+With ``window=SlidingWindow(...)`` (rate mode, resilience4j's) the CLOSED state
+opens on the failure rate or slow-call rate over a window of recent calls instead of
+a streak, and the half-open probes decide together (see `SlidingWindow`).
+
 CLOSED lets every call through; a success resets the failure streak. OPEN rejects
 every call at once with `CircuitBreakerOpenError`. HALF_OPEN admits at most
 ``half_open_max_calls`` calls at a time as probes and rejects the rest. A probe holds
@@ -38,6 +42,7 @@ from trio_util import AsyncValue
 from ._exceptions import ExceptionSpec, is_cancellation, make_matcher
 from ._runbound import RunBound, current_run
 from ._validation import check_async_callable, check_int, check_number
+from ._window import Outcomes, SlidingWindow, WindowCounts
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -98,6 +103,13 @@ class CircuitBreakerStatistics:
     expired_probes: int = 0
     """Probes whose deadline passed before they settled, counted when the breaker
     frees their slot or when they settle late."""
+    window_calls: int = 0
+    """Rate mode: the calls in the CLOSED state's window now."""
+    failure_rate: float | None = None
+    """Rate mode: the window's failure rate in percent (None below the minimum
+    number of calls, or without a window)."""
+    slow_call_rate: float | None = None
+    """Rate mode: the window's slow-call rate in percent, likewise."""
 
 
 @attrs.define(eq=False)
@@ -142,6 +154,13 @@ class CircuitBreaker(RunBound):
     on_state_change: StateChangeHook | None = attrs.field(default=None, kw_only=True)
     half_open_probe_timeout: float | None = attrs.field(default=None, kw_only=True)
     ignored_exception: ExceptionSpec | None = attrs.field(default=None, kw_only=True)
+    window: SlidingWindow | None = attrs.field(
+        default=None,
+        kw_only=True,
+        validator=attrs.validators.optional(
+            attrs.validators.instance_of(SlidingWindow)
+        ),
+    )
 
     _counts: Callable[[BaseException], bool] = attrs.field(init=False)
     _ignores: Callable[[BaseException], bool] | None = attrs.field(init=False)
@@ -165,6 +184,9 @@ class CircuitBreaker(RunBound):
     _total_failures: int = attrs.field(init=False, default=0)
     _total_rejections: int = attrs.field(init=False, default=0)
     _expired_probes: int = attrs.field(init=False, default=0)
+    # Rate mode (``window``): the CLOSED state's window, the half-open probes'.
+    _counts_now: WindowCounts | None = attrs.field(init=False, default=None)
+    _probe_outcomes: Outcomes = attrs.field(init=False, factory=Outcomes)
 
     def __attrs_post_init__(self) -> None:
         check_int("failure_threshold", self.failure_threshold, minimum=1)
@@ -183,6 +205,8 @@ class CircuitBreaker(RunBound):
                 self.ignored_exception, name="ignored_exception"
             )
         self._observable = AsyncValue(CircuitState.CLOSED)
+        if self.window is not None:
+            self._counts_now = self.window.counts()
 
     def _start_run(self) -> None:
         """Forget everything of another run: CLOSED and clean, as if new."""
@@ -196,6 +220,9 @@ class CircuitBreaker(RunBound):
         self._total_failures = 0
         self._total_rejections = 0
         self._expired_probes = 0
+        if self.window is not None:
+            self._counts_now = self.window.counts()
+        self._probe_outcomes = Outcomes()
 
     # -- observing ----------------------------------------------------------------
 
@@ -212,6 +239,14 @@ class CircuitBreaker(RunBound):
         state = self.state
         if self._probes:
             self._expire_probes(trio.current_time())
+        failure_rate = slow_call_rate = None
+        window_calls = 0
+        if self.window is not None and self._counts_now is not None:
+            outcomes = self._counts_now.outcomes(trio.current_time())
+            window_calls = outcomes.calls
+            failure_rate, slow_call_rate = outcomes.rates(
+                self.window.minimum_number_of_calls
+            )
         return CircuitBreakerStatistics(
             state=state,
             consecutive_failures=self._consecutive_failures,
@@ -222,6 +257,9 @@ class CircuitBreaker(RunBound):
             total_rejections=self._total_rejections,
             retry_after=self._retry_after(),
             expired_probes=self._expired_probes,
+            window_calls=window_calls,
+            failure_rate=failure_rate,
+            slow_call_rate=slow_call_rate,
         )
 
     async def wait_state(self, state: CircuitState) -> None:
@@ -359,36 +397,65 @@ class CircuitBreaker(RunBound):
                 ticket._expired = True
                 self._expired_probes += 1
                 return
-        if exc is None:
-            self._record_success()
-        elif is_cancellation(exc) or (self._ignores is not None and self._ignores(exc)):
+        if exc is not None and (
+            is_cancellation(exc) or (self._ignores is not None and self._ignores(exc))
+        ):
             return
-        elif self._counts(exc):
-            self._record_failure()
+        slow = False
+        window = self.window
+        if window is not None and window.slow_call_duration is not None:
+            took = trio.current_time() - ticket._admitted_at
+            slow = took >= window.slow_call_duration
+        if exc is not None and self._counts(exc):
+            self._record_failure(slow)
         else:
-            self._record_success()
+            self._record_success(slow)
 
     # The two steps below expect the caller to have bound the breaker to this run.
 
-    def _record_success(self) -> None:
+    def _record_success(self, slow: bool = False) -> None:
         self._refresh()
         state = self._current
         self._total_successes += 1
-        if state is CircuitState.CLOSED:
+        if self.window is not None:
+            self._record_in_window(False, slow)
+        elif state is CircuitState.CLOSED:
             self._consecutive_failures = 0
         elif state is CircuitState.HALF_OPEN:
             self._transition(CircuitState.CLOSED)
 
-    def _record_failure(self) -> None:
+    def _record_failure(self, slow: bool = False) -> None:
         self._refresh()
         state = self._current
         self._total_failures += 1
-        if state is CircuitState.CLOSED:
+        if self.window is not None:
+            self._record_in_window(True, slow)
+        elif state is CircuitState.CLOSED:
             self._consecutive_failures += 1
             if self._consecutive_failures >= self.failure_threshold:
                 self._transition(CircuitState.OPEN)
         elif state is CircuitState.HALF_OPEN:
             self._transition(CircuitState.OPEN)
+
+    def _record_in_window(self, failed: bool, slow: bool) -> None:
+        """Rate mode: the outcome joins the window (CLOSED) or the probes'
+        (HALF_OPEN), whose rates may open or close the breaker."""
+        window = self.window
+        assert window is not None
+        state = self._current
+        if state is CircuitState.CLOSED:
+            counts = self._counts_now
+            assert counts is not None
+            now = trio.current_time()
+            counts.record(now, failed, slow)
+            if window.trips(counts.outcomes(now)):
+                self._transition(CircuitState.OPEN)
+        elif state is CircuitState.HALF_OPEN:
+            probes = self._probe_outcomes
+            probes.add(failed, slow)
+            if probes.calls >= self.half_open_max_calls:
+                tripped = window.trips(probes, minimum=probes.calls)
+                self._transition(CircuitState.OPEN if tripped else CircuitState.CLOSED)
 
     def _refresh(self) -> None:
         if (
@@ -437,6 +504,10 @@ class CircuitBreaker(RunBound):
             self._opened_at = trio.current_time()
         elif new is CircuitState.CLOSED:
             self._consecutive_failures = 0
+            if self.window is not None:
+                self._counts_now = self.window.counts()
+        else:
+            self._probe_outcomes = Outcomes()
         self._current = new
         self._observable.value = new
         if self.on_state_change is not None:
@@ -450,10 +521,22 @@ class CircuitBreakerTicket:
     the call's outcome, from wherever the call ended.
     """
 
-    __slots__ = ("_breaker", "_deadline", "_expired", "_run", "_settled")
+    __slots__ = (
+        "_admitted_at",
+        "_breaker",
+        "_deadline",
+        "_expired",
+        "_run",
+        "_settled",
+    )
 
     def __init__(self, breaker: CircuitBreaker, deadline: float | None) -> None:
         self._breaker = breaker
+        self._admitted_at = (
+            -math.inf
+            if breaker.window is None or breaker.window.slow_call_duration is None
+            else trio.current_time()
+        )
         self._run = breaker._run
         self._deadline = deadline  # None: not a probe
         self._expired = False

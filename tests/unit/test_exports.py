@@ -43,6 +43,7 @@ def test_all_is_exactly_the_intended_names() -> None:
         "RetryBudget",
         "RetryBudgetStatistics",
         "RetryDetails",
+        "SlidingWindow",
     }
 
 

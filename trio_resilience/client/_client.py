@@ -525,6 +525,7 @@ class ResilientClient:
             recovery_timeout=settings.recovery_timeout,
             half_open_max_calls=settings.half_open_max_calls,
             half_open_probe_timeout=settings.half_open_probe_timeout,
+            window=settings.window,
             expected_exception=is_service_failure,
             ignored_exception=is_usage_error,
             on_state_change=self._on_state_change,

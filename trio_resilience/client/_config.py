@@ -11,6 +11,7 @@ from .._backoff import Backoff
 from .._budget import RetryBudget
 from .._log_threshold import log_level_number
 from .._validation import check_int, check_number
+from .._window import SlidingWindow
 
 
 def _positive_number(name: str) -> Any:
@@ -108,6 +109,10 @@ class CircuitBreakerConfig:
     ``half_open_probe_timeout`` bounds how long a half-open probe holds its slot
     (None: ``recovery_timeout``); see `CircuitBreaker`.
 
+    ``window=SlidingWindow(...)`` opens on failure and slow-call rates over recent
+    calls instead of ``failure_threshold`` consecutive failures (see
+    `SlidingWindow`).
+
     ``per_host=True`` gives each origin (scheme, host, port) its own breaker,
     made on its first call, so one failing host cannot cut the client off from
     the others; at most ``max_hosts`` are kept, the least recently used closed
@@ -129,6 +134,12 @@ class CircuitBreakerConfig:
         default=None,
         validator=attrs.validators.optional(
             _positive_number("half_open_probe_timeout")
+        ),
+    )
+    window: SlidingWindow | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(
+            attrs.validators.instance_of(SlidingWindow)
         ),
     )
     per_host: bool = attrs.field(

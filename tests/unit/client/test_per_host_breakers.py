@@ -8,7 +8,12 @@ import pytest
 import trio
 import trio.testing
 
-from trio_resilience import CircuitBreakerConfig, CircuitState, ResilientClient
+from trio_resilience import (
+    CircuitBreakerConfig,
+    CircuitState,
+    ResilientClient,
+    SlidingWindow,
+)
 from trio_resilience.client.errors import CircuitOpenError, ServiceUnavailableError
 
 from .test_client import config
@@ -81,3 +86,23 @@ async def test_the_breakers_are_bounded_and_keep_the_open_ones(
         assert list(client.breakers) == [BAD, "http://host3.test", "http://host4.test"]
         with pytest.raises(CircuitOpenError):
             await client.get(f"{BAD}/x", retry=False)
+
+
+async def test_a_window_config_reaches_every_host_breaker(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """CircuitBreakerConfig(window=...): bad.test at 100% failures opens after
+    the window's minimum of 4 calls, in its own breaker, in rate mode."""
+    window = SlidingWindow(size=10, minimum_number_of_calls=4)
+    breakers = CircuitBreakerConfig(window=window, per_host=True)
+    transport = httpx.MockTransport(bad_and_good)
+    async with ResilientClient(
+        config(circuit_breaker=breakers), transport=transport
+    ) as client:
+        for _ in range(4):
+            with pytest.raises(ServiceUnavailableError):
+                await client.get(f"{BAD}/x", retry=False)
+        with pytest.raises(CircuitOpenError):
+            await client.get(f"{BAD}/x", retry=False)
+        assert client.breakers[BAD].window == window
+        assert client.breakers[BAD].statistics().failure_rate == 100.0
