@@ -42,6 +42,7 @@ BENCHMARKS = {
     "jobs": "bench_jobs.py",
     "redis": "bench_redis.py",
     "redis_jobs": "bench_redis_jobs.py",
+    "resilience": "bench_resilience.py",
 }
 PACKAGES = (
     "trio",
@@ -69,6 +70,8 @@ BASELINE_NAMES = (
     "memory",
     "streaq",
     "aiohttp",
+    "plain",
+    "unhedged",
 )
 TARGETS = {
     "server_vs_bare_quart": 0.85,
