@@ -157,3 +157,29 @@ async def test_when_every_copy_fails_the_attempt_fails_and_is_retried(
             await client.get("/down")
     assert caught.value.attempts == 2
     assert [t for t, _ in upstream.started] == pytest.approx([0, 0.2, 1.7, 1.9])
+
+
+async def test_cancelling_a_hedged_call_cancels_every_copy(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The caller gives up at 0.5 s with both copies in flight: both are
+    cancelled, their bulkhead slots come back, and the breaker counted nothing."""
+    upstream = Upstream(5.0)
+    bulkhead = BulkheadConfig(max_concurrency=2, acquisition_timeout=0)
+    async with upstream.client(bulkhead=bulkhead) as client:
+        with trio.move_on_after(0.5) as scope:
+            await client.get("/slow")
+        assert scope.cancelled_caught
+        assert upstream.cancelled == pytest.approx([0.5, 0.5])
+        stats = client.breaker.statistics()
+        assert (stats.total_successes, stats.total_failures) == (0, 0)
+        upstream.delays = [0.1]
+        statuses: list[int] = []
+
+        async def get() -> None:
+            statuses.append((await client.get("/a", hedge=False)).status_code)
+
+        async with trio.open_nursery() as nursery:  # both slots free at once
+            nursery.start_soon(get)
+            nursery.start_soon(get)
+        assert statuses == [200, 200]
