@@ -17,6 +17,7 @@ window the retries are at most ``ratio`` of its first attempts plus a floor of
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import attrs
 import trio
@@ -59,17 +60,25 @@ class RetryBudget(RunBound):
         "_width",
         "_withdrawals",
         "min_per_second",
+        "on_refused",
         "ratio",
         "window",
     )
 
     def __init__(
-        self, ratio: float = 0.2, min_per_second: float = 10.0, window: float = 10.0
+        self,
+        ratio: float = 0.2,
+        min_per_second: float = 10.0,
+        window: float = 10.0,
+        *,
+        on_refused: Callable[[], object] | None = None,
     ) -> None:
         self.ratio = check_number("ratio", ratio, at_least=0)
         self.min_per_second = check_number("min_per_second", min_per_second, at_least=0)
         self.window = check_number("window", window, above=0)
         self._width = self.window / _BUCKETS
+        self.on_refused = on_refused
+        """Called on each refusal (a metric, say)."""
         self._run = None
         self._start_run()
 
@@ -120,6 +129,8 @@ class RetryBudget(RunBound):
         now = trio.current_time()
         if self._balance(now) < 1:
             self._refused += 1
+            if self.on_refused is not None:
+                self.on_refused()
             return False
         self._withdrawals[self._slot(now)] += 1
         self._retries += 1

@@ -157,3 +157,14 @@ def test_client_transport_contract() -> None:
     assert client.ResilientClient(client.ClientConfig(transport="httpx")).transport == (
         "httpx"
     )
+
+
+def test_metrics_contract() -> None:
+    """DESIGN.md "Client additions": ClientMetrics(registry=None), metrics=..."""
+    import inspect
+
+    from trio_resilience import ResilientClient
+    from trio_resilience.metrics import ClientMetrics
+
+    assert list(inspect.signature(ClientMetrics).parameters) == ["registry"]
+    assert "metrics" in inspect.signature(ResilientClient).parameters

@@ -39,6 +39,7 @@ from .. import (
     retry_context,
 )
 from ..limiters import acquire_on_behalf_of_within
+from ..metrics import ClientMetrics
 from ._config import ClientConfig, HedgingConfig, RetryConfig
 from ._pool import PooledTransport
 from .errors import (
@@ -90,8 +91,10 @@ class ResilientClient:
         transport: httpx.AsyncBaseTransport | None = None,
         on_retry: RetryHook | None = None,
         on_circuit_state_change: StateChangeHook | None = None,
+        metrics: ClientMetrics | None = None,
     ) -> None:
         self.config = config = ClientConfig() if config is None else config
+        self._metrics = metrics
         self._log = logging.getLogger(config.logging.logger_name)
         if transport is not None:
             self._transport_kind = "custom"
@@ -118,7 +121,7 @@ class ResilientClient:
         )
         self._on_state_change = on_circuit_state_change
         self._per_host = config.circuit_breaker.per_host
-        self._breaker = self._new_breaker()
+        self._breaker = self._new_breaker("*")
         self._breakers: dict[str, CircuitBreaker] = {}
         """Per origin, least recently used first (``per_host`` only)."""
         self._bulkhead = trio.CapacityLimiter(config.bulkhead.max_concurrency)
@@ -320,8 +323,9 @@ class ResilientClient:
         held: contextlib.AsyncExitStack | None,
         hedging: HedgingConfig | None,
     ) -> httpx.Response:
-        started = trio.current_time()
+        started = called = trio.current_time()
         number = 0
+        metrics = self._metrics
         try:
             async for attempt in policy.attempts:
                 with attempt:
@@ -341,9 +345,15 @@ class ResilientClient:
                         logging.DEBUG, method, url, request_id, number, response,
                         started,
                     )  # fmt: skip
+                    if metrics is not None:
+                        metrics.attempt(method, None)
+                        metrics.call(method, None, trio.current_time() - called)
                     return response
                 # The attempt failed and will be retried, after `next_wait` s.
                 assert attempt.exception is not None
+                if metrics is not None:
+                    metrics.attempt(method, attempt.exception)
+                    metrics.retries.labels(method).inc()
                 self._log_attempt(
                     logging.INFO, method, url, request_id, number,
                     attempt.exception, started, next_delay=attempt.next_wait,
@@ -353,6 +363,9 @@ class ResilientClient:
             self._log_attempt(
                 logging.WARNING, method, url, request_id, number, error, started
             )
+            if metrics is not None:
+                metrics.attempt(method, error)
+                metrics.call(method, error, trio.current_time() - called)
             raise
         raise AssertionError("unreachable: the retry loop ended without a result")
 
@@ -424,6 +437,8 @@ class ResilientClient:
                 if budget is not None and not budget.try_withdraw():
                     break
                 running += 1
+                if self._metrics is not None:
+                    self._metrics.hedges.labels(rebuild[0]).inc()
                 hedge = self._build_request(*rebuild[:2], request_id, rebuild[2])
                 nursery.start_soon(send, hedge, False)
         if won:
@@ -446,7 +461,12 @@ class ResilientClient:
         ``held``. Without ``wait_for_slot`` a slot must be free at once."""
         borrower: object | None = object()
         timeout = self.config.bulkhead.acquisition_timeout if wait_for_slot else 0
+        metrics = self._metrics
+        if metrics is not None and not self._bulkhead.available_tokens:
+            metrics.bulkhead_waits.inc()
         if not await acquire_on_behalf_of_within(self._bulkhead, borrower, timeout):
+            if metrics is not None:
+                metrics.pool_timeouts.inc()
             raise PoolTimeoutError(
                 f"no bulkhead slot free within {timeout:g}s "
                 f"({self._bulkhead.total_tokens} in use)",
@@ -518,8 +538,19 @@ class ResilientClient:
             return hedging
         return None
 
-    def _new_breaker(self) -> CircuitBreaker:
+    def _new_breaker(self, origin: str) -> CircuitBreaker:
         settings = self.config.circuit_breaker
+        on_change = self._on_state_change
+        metrics = self._metrics
+        if metrics is not None:
+            metrics.breaker_made(origin)
+            user_hook = on_change
+
+            def on_change(old: CircuitState, new: CircuitState) -> None:
+                metrics.breaker_changed(origin, old, new)
+                if user_hook is not None:
+                    user_hook(old, new)
+
         return CircuitBreaker(
             failure_threshold=settings.failure_threshold,
             recovery_timeout=settings.recovery_timeout,
@@ -528,7 +559,7 @@ class ResilientClient:
             window=settings.window,
             expected_exception=is_service_failure,
             ignored_exception=is_usage_error,
-            on_state_change=self._on_state_change,
+            on_state_change=on_change,
         )
 
     def _breaker_for(self, url: httpx.URL) -> CircuitBreaker:
@@ -539,7 +570,7 @@ class ResilientClient:
         if breaker is None:
             if len(breakers) >= self.config.circuit_breaker.max_hosts:
                 del breakers[self._breaker_to_drop()]
-            breaker = self._new_breaker()
+            breaker = self._new_breaker(origin)
         breakers[origin] = breaker  # the most recently used now
         return breaker
 
@@ -563,7 +594,10 @@ class ResilientClient:
         if policy is None:
             if len(self._policies) >= POLICY_CACHE_SIZE:
                 del self._policies[next(iter(self._policies))]
-            budget = retry.budget()
+            metrics = self._metrics
+            budget = retry.budget(
+                None if metrics is None else metrics.retries_refused.inc
+            )
             if retry is self.config.retry:
                 self._budget = budget
             attempts = retry_context(

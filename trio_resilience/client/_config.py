@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -82,7 +83,9 @@ class RetryConfig:
         if self.max_wait_seconds < self.min_wait_seconds:
             raise ValueError("max_wait_seconds must be >= min_wait_seconds")
 
-    def budget(self) -> RetryBudget | None:
+    def budget(
+        self, on_refused: Callable[[], object] | None = None
+    ) -> RetryBudget | None:
         """A new `RetryBudget` as these settings describe; None if it is off."""
         if self.budget_ratio is None:
             return None
@@ -90,6 +93,7 @@ class RetryConfig:
             ratio=self.budget_ratio,
             min_per_second=self.budget_min_per_second,
             window=self.budget_window_seconds,
+            on_refused=on_refused,
         )
 
     def backoff(self) -> Backoff:
