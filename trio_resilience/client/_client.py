@@ -3,7 +3,9 @@
 The send path is layered like httpx's own, one concern per method::
 
     request -> _send_with_retries -> _build_request (httpx's, errors mapped)
-                                  -> _send_in_bulkhead (bulkhead and breaker)
+                                  -> [_send_hedged -> race (copies, _hedging)]
+                                  -> _send_guarded (bulkhead, then the breaker
+                                     of the request's origin: _breakers)
                                   -> _send_once (httpx, then the outcome mapped)
 
 Under httpx, `PooledTransport` (or httpx's own transport, for what the pool does
@@ -21,9 +23,9 @@ import contextlib
 import logging
 import urllib.request
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from types import MappingProxyType, TracebackType
+from types import TracebackType
 from typing import Any, NamedTuple, Self
 
 import httpx
@@ -33,14 +35,15 @@ from .. import (
     Attempt,
     CircuitBreaker,
     CircuitBreakerOpenError,
-    CircuitState,
     RetryBudget,
     RetryDetails,
     retry_context,
 )
 from ..limiters import acquire_on_behalf_of_within
 from ..metrics import ClientMetrics
+from ._breakers import Breakers, StateChangeHook
 from ._config import ClientConfig, HedgingConfig, RetryConfig
+from ._hedging import race
 from ._pool import PooledTransport
 from .errors import (
     APIError,
@@ -48,8 +51,6 @@ from .errors import (
     PoolTimeoutError,
     error_for_response,
     is_retryable,
-    is_service_failure,
-    is_usage_error,
     map_httpx_exceptions,
     retry_after_hint,
 )
@@ -63,7 +64,6 @@ URL_CACHE_SIZE = 256
 _SEND_KEYWORDS = ("auth", "follow_redirects")
 
 RetryHook = Callable[[RetryDetails], object]
-StateChangeHook = Callable[[CircuitState, CircuitState], object]
 
 
 class ResilientClient:
@@ -120,10 +120,9 @@ class ResilientClient:
             transport=transport,
         )
         self._on_state_change = on_circuit_state_change
-        self._per_host = config.circuit_breaker.per_host
-        self._breaker = self._new_breaker("*")
-        self._breakers: dict[str, CircuitBreaker] = {}
-        """Per origin, least recently used first (``per_host`` only)."""
+        self._breakers = Breakers(
+            config.circuit_breaker, on_circuit_state_change, metrics
+        )
         self._bulkhead = trio.CapacityLimiter(config.bulkhead.max_concurrency)
         self._on_retry = on_retry
         # One retry policy per RetryConfig, built once (each `async for` over it
@@ -176,18 +175,14 @@ class ResilientClient:
     def breaker(self) -> CircuitBreaker:
         """The circuit breaker shared by every call of this client (with
         ``per_host``, the base URL's origin's: see `breakers`)."""
-        if self._per_host:
-            return self._breaker_for(httpx.URL(self.config.base_url or "http://"))
-        return self._breaker
+        return self._breakers.for_url(httpx.URL(self.config.base_url or "http://"))
 
     @property
     def breakers(self) -> Mapping[str, CircuitBreaker]:
         """The breakers by origin (``"https://api.example:8443"``), a read-only
         view: with ``per_host``, one per origin called recently; otherwise the
         one shared breaker, under ``"*"``."""
-        if self._per_host:
-            return MappingProxyType(self._breakers)
-        return MappingProxyType({"*": self._breaker})
+        return self._breakers.view()
 
     @property
     def is_closed(self) -> bool:
@@ -396,54 +391,21 @@ class ResilientClient:
         hedging: HedgingConfig,
         budget: RetryBudget | None,
     ) -> httpx.Response:
-        """One attempt raced against up to ``max_extra`` hedges in one nursery,
-        each started ``delay`` after the last while none has answered and none is
-        left running: the first success wins and the others are cancelled; if
-        every one fails, the first's error is the attempt's. A hedge is a retry
-        to the budget, and takes a bulkhead slot only if one is free now."""
+        """One attempt and its hedges (`race`), each copy guarded as any."""
         request_id = request.headers[self.config.request_id_header]
-        won: list[httpx.Response] = []
-        first_error: list[Exception] = []
-        running = 0
-        all_failed = trio.Event()
+        method, url, build_kwargs = rebuild
 
-        async def send(request: httpx.Request, first: bool) -> None:
-            nonlocal running
-            try:
-                response = await self._send_guarded(
-                    request, request_id, send_kwargs, None, wait_for_slot=first
-                )
-            except Exception as exc:  # an attempt's failure, raised if all fail
-                if first:
-                    first_error.append(exc)
-                running -= 1
-                if running == 0:
-                    all_failed.set()
-                return
-            if won:  # answered in the same instant as the winner
-                await response.aclose()
-                return
-            won.append(response)
-            nursery.cancel_scope.cancel()
+        def send(copy: httpx.Request, may_wait: bool) -> Awaitable[httpx.Response]:
+            return self._send_guarded(
+                copy, request_id, send_kwargs, None, wait_for_slot=may_wait
+            )
 
-        async with trio.open_nursery() as nursery:
-            running = 1
-            nursery.start_soon(send, request, True)
-            for _ in range(hedging.max_extra):
-                with trio.move_on_after(hedging.delay):
-                    await all_failed.wait()
-                if all_failed.is_set():
-                    break
-                if budget is not None and not budget.try_withdraw():
-                    break
-                running += 1
-                if self._metrics is not None:
-                    self._metrics.hedges.labels(rebuild[0]).inc()
-                hedge = self._build_request(*rebuild[:2], request_id, rebuild[2])
-                nursery.start_soon(send, hedge, False)
-        if won:
-            return won[0]
-        raise first_error[0]
+        def copy() -> httpx.Request:
+            return self._build_request(method, url, request_id, build_kwargs)
+
+        metrics = self._metrics
+        on_hedge = None if metrics is None else metrics.hedges.labels(method).inc
+        return await race(send, request, copy, hedging, budget, on_hedge)
 
     async def _send_guarded(
         self,
@@ -476,10 +438,7 @@ class ResilientClient:
             # The breaker's admission is synchronous: the request right after it
             # is the checkpoint, so this layer adds no trip through the scheduler.
             try:
-                breaker = (
-                    self._breaker_for(request.url) if self._per_host else self._breaker
-                )
-                ticket = breaker.admit_nowait()
+                ticket = self._breakers.for_url(request.url).admit_nowait()
             except CircuitBreakerOpenError as rejected:
                 raise CircuitOpenError(
                     state=rejected.state,
@@ -537,51 +496,6 @@ class ResilientClient:
         if hedge or method.upper() in hedging.methods:
             return hedging
         return None
-
-    def _new_breaker(self, origin: str) -> CircuitBreaker:
-        settings = self.config.circuit_breaker
-        on_change = self._on_state_change
-        metrics = self._metrics
-        if metrics is not None:
-            metrics.breaker_made(origin)
-            user_hook = on_change
-
-            def on_change(old: CircuitState, new: CircuitState) -> None:
-                metrics.breaker_changed(origin, old, new)
-                if user_hook is not None:
-                    user_hook(old, new)
-
-        return CircuitBreaker(
-            failure_threshold=settings.failure_threshold,
-            recovery_timeout=settings.recovery_timeout,
-            half_open_max_calls=settings.half_open_max_calls,
-            half_open_probe_timeout=settings.half_open_probe_timeout,
-            window=settings.window,
-            expected_exception=is_service_failure,
-            ignored_exception=is_usage_error,
-            on_state_change=on_change,
-        )
-
-    def _breaker_for(self, url: httpx.URL) -> CircuitBreaker:
-        """The breaker of ``url``'s origin, made on first use (``per_host``)."""
-        origin = f"{url.scheme}://{url.netloc.decode('ascii')}"
-        breakers = self._breakers
-        breaker = breakers.pop(origin, None)
-        if breaker is None:
-            if len(breakers) >= self.config.circuit_breaker.max_hosts:
-                del breakers[self._breaker_to_drop()]
-            breaker = self._new_breaker(origin)
-        breakers[origin] = breaker  # the most recently used now
-        return breaker
-
-    def _breaker_to_drop(self) -> str:
-        """The least recently used origin whose breaker is closed with nothing
-        against it, else the least recently used one."""
-        for origin, breaker in self._breakers.items():
-            stats = breaker.statistics()
-            if stats.state is CircuitState.CLOSED and not stats.consecutive_failures:
-                return origin
-        return next(iter(self._breakers))
 
     def _policy_for(self, retry: bool | RetryConfig) -> _Policy:
         if retry is False:
