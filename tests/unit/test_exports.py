@@ -168,3 +168,36 @@ def test_metrics_contract() -> None:
 
     assert list(inspect.signature(ClientMetrics).parameters) == ["registry"]
     assert "metrics" in inspect.signature(ResilientClient).parameters
+
+
+def test_client_resilience_contract() -> None:
+    """DESIGN.md "Client additions": the names and defaults of issue 14."""
+    import inspect
+
+    from trio_resilience import (
+        CircuitBreaker,
+        CircuitBreakerConfig,
+        ClientConfig,
+        HedgingConfig,
+        ResilientClient,
+        RetryConfig,
+        SlidingWindow,
+    )
+    from trio_resilience.testing import retries_without_waiting
+
+    retry = RetryConfig()
+    assert (retry.budget_ratio, retry.budget_min_per_second) == (0.2, 10.0)
+    assert RetryConfig(budget_ratio=None).budget() is None
+    assert CircuitBreaker(window=SlidingWindow()).window == SlidingWindow()
+    assert CircuitBreaker().window is None
+    assert CircuitBreakerConfig().per_host is False
+    hedging = HedgingConfig(0.05)
+    assert (hedging.delay, hedging.max_extra) == (0.05, 1)
+    assert hedging.methods == ("GET", "HEAD", "OPTIONS", "PUT", "DELETE")
+    assert ClientConfig().hedging is None
+    client = ResilientClient()
+    assert callable(client.stream)
+    assert {"retry", "hedge"} <= set(inspect.signature(client.request).parameters)
+    assert dict(client.breakers) == {"*": client.breaker}
+    with retries_without_waiting():
+        pass
