@@ -20,6 +20,7 @@ from .test_pool_http import (
     raw_server,
     response,
     serve_routes,
+    wait_for,
 )
 
 
@@ -253,4 +254,42 @@ async def test_a_streamed_request_body_goes_out_chunked() -> None:
             answer = await client.post("/echo", content=body())
             assert answer.content == b"piece 0;piece 1;piece 2;piece 3;piece 4;"
             assert server.requests[0].headers["transfer-encoding"] == "chunked"
+            assert_clean(transport)
+
+
+async def test_a_silent_server_is_a_read_timeout() -> None:
+    """No answer within the read timeout: `httpx.ReadTimeout` naming it; the
+    connection is closed (the server sees it) and the pool is clean."""
+    with trio.fail_after(10):
+        async with (
+            raw_server(serve_routes) as server,
+            pooled_client(server.url) as (client, transport),
+        ):
+            with pytest.raises(
+                httpx.ReadTimeout, match=r"^no response data within 0.2s$"
+            ):
+                await client.get("/hang", timeout=httpx.Timeout(5, read=0.2))
+            await wait_for(lambda: server.closed == 1)
+            assert_clean(transport)
+            await ok(client)
+
+
+async def test_a_server_that_stops_reading_is_a_write_timeout() -> None:
+    """A 64 MiB body to a server that reads none of it: the socket's buffers fill
+    and the write timeout ends the request with `httpx.WriteTimeout`."""
+    with trio.fail_after(20):
+        async with (
+            raw_server(serve_routes) as server,
+            pooled_client(server.url) as (client, transport),
+        ):
+            with pytest.raises(
+                httpx.WriteTimeout, match=r"^request not written within"
+            ):
+                await client.post(
+                    "/body-hang",
+                    content=b"x" * (64 * 1024 * 1024),
+                    timeout=httpx.Timeout(5, write=0.2),
+                )
+            server.events["drain"].set()
+            await wait_for(lambda: server.closed == 1)
             assert_clean(transport)

@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import httptools
 import httpx
@@ -24,12 +24,11 @@ import trio
 
 READ_SIZE = 64 * 1024
 """Bytes asked of the socket per read (httpcore's figure)."""
-WRITE_BATCH = 64 * 1024
-"""An in-memory request body is written in pieces of about this many bytes."""
 MAX_HEAD = 100 * 1024
 """The longest response head accepted (h11's and httpcore's bound)."""
 
 _BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+T = TypeVar("T")
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _valid_tokens: set[bytes] = set()
 """Header names and methods already checked (they repeat from request to request)."""
@@ -81,6 +80,22 @@ def describe(exc: BaseException) -> str:
     if cause is not None and str(cause):
         return f"{type(exc).__name__}: {cause}"
     return type(exc).__name__
+
+
+def _framed(piece: bytes, chunked: bool | None) -> bytes:
+    """A piece of a request body as it goes on the wire."""
+    if chunked is None:
+        raise httpx.LocalProtocolError(
+            "a request body needs Content-Length or Transfer-Encoding"
+        )
+    return b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece
+
+
+def _check_length(sent: int, declared: int | None) -> None:
+    if declared is not None and sent != declared:
+        raise httpx.LocalProtocolError(
+            f"the request body has {sent} bytes, its Content-Length {declared}"
+        )
 
 
 def _socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType:
@@ -198,14 +213,13 @@ class Connection:
         self, request: httpx.Request, write_timeout: float | None
     ) -> None:
         """Write the request: in one write when the body is in memory, piece by
-        piece as a streamed body produces them. A write that fails is not raised:
-        the server may have answered early (a 413, say); reading the response
-        tells."""
+        piece as a streamed body produces them (`_send_stream`). A write that
+        fails is not raised: the server may have answered early (a 413, say);
+        reading the response tells."""
         head, chunked, self._close_after = request_head(request)
         self._no_body = request.method == "HEAD"
         stream = request.stream
         assert isinstance(stream, httpx.AsyncByteStream)
-        in_memory = isinstance(stream, httpx.ByteStream)
         declared = None
         if chunked is False:
             try:
@@ -214,40 +228,47 @@ class Connection:
                 raise httpx.LocalProtocolError(
                     f"illegal Content-Length: {request.headers['Content-Length']!r}"
                 ) from None
-        sent = 0
         try:
-            pending = [head]
-            size = len(head)
-            if not in_memory:  # the head now: the body may wait on the server
-                await self._write(head, write_timeout)
-                pending, size = [], 0
-            async for chunk in stream:
-                if not chunk:
-                    continue
-                sent += len(chunk)
+            body = request.content if isinstance(stream, httpx.ByteStream) else None
+        except httpx.RequestNotRead:
+            body = None  # a ByteStream given as stream=: sent as it comes
+        try:
+            if body is not None:  # in memory: head, body and end in one write
+                _check_length(len(body), declared)
+                parts = [head, _framed(body, chunked)] if body else [head]
                 if chunked:
-                    pending += (b"%x\r\n" % len(chunk), chunk, b"\r\n")
-                elif chunked is None:
-                    raise httpx.LocalProtocolError(
-                        "a request body needs Content-Length or Transfer-Encoding"
-                    )
-                else:
-                    pending.append(chunk)
-                size += len(chunk)
-                if size >= WRITE_BATCH or not in_memory:
-                    await self._write(b"".join(pending), write_timeout)
-                    pending, size = [], 0
-            if declared is not None and sent != declared:
-                raise httpx.LocalProtocolError(
-                    f"the request body has {sent} bytes, its Content-Length {declared}"
-                )
-            if chunked:
-                pending.append(b"0\r\n\r\n")
-            if pending:
-                await self._write(b"".join(pending), write_timeout)
+                    parts.append(b"0\r\n\r\n")
+                await self._write(b"".join(parts), write_timeout)
+            else:  # the head now: the body may wait on the server
+                await self._write(head, write_timeout)
+                sent = await self._send_stream(stream, chunked, write_timeout)
+                _check_length(sent, declared)
+                if chunked:
+                    await self._write(b"0\r\n\r\n", write_timeout)
         except httpx.WriteError:
             return
         self._sent = True
+
+    async def _send_stream(
+        self,
+        stream: httpx.AsyncByteStream,
+        chunked: bool | None,
+        write_timeout: float | None,
+    ) -> int:
+        """Write each piece of a streamed body as it comes; the bytes sent. The
+        iterator is closed however this ends (a write timeout, a cancellation)."""
+        sent = 0
+        pieces = aiter(stream)
+        try:
+            async for piece in pieces:
+                if piece:
+                    sent += len(piece)
+                    await self._write(_framed(piece, chunked), write_timeout)
+        finally:
+            close = getattr(pieces, "aclose", None)
+            if close is not None:
+                await close()
+        return sent
 
     async def receive_head(
         self, read_timeout: float | None
@@ -329,13 +350,9 @@ class Connection:
             data = await self._receive_on_socket(within)
         else:
             try:
-                if within is None:
-                    data = await self._stream.receive_some(READ_SIZE)
-                else:
-                    with trio.move_on_after(within) as scope:
-                        data = await self._stream.receive_some(READ_SIZE)
-                    if scope.cancelled_caught:
-                        raise httpx.ReadTimeout(_no_data(within))
+                data = await _bounded(
+                    within, _NO_DATA, self._stream.receive_some, READ_SIZE
+                )
             except _BROKEN as exc:
                 raise httpx.ReadError(describe(exc)) from exc
         if data:
@@ -347,13 +364,7 @@ class Connection:
             await self._send_on_socket(data, within)
             return
         try:
-            if within is None:
-                await self._stream.send_all(data)
-            else:
-                with trio.move_on_after(within) as scope:
-                    await self._stream.send_all(data)
-                if scope.cancelled_caught:
-                    raise httpx.WriteTimeout(_not_written(within))
+            await _bounded(within, _NOT_WRITTEN, self._stream.send_all, data)
         except _BROKEN as exc:
             raise httpx.WriteError(describe(exc)) from exc
 
@@ -379,13 +390,7 @@ class Connection:
             return data
         while True:
             try:
-                if within is None:
-                    await trio.lowlevel.wait_readable(sock)
-                else:
-                    with trio.move_on_after(within) as scope:
-                        await trio.lowlevel.wait_readable(sock)
-                    if scope.cancelled_caught:
-                        raise httpx.ReadTimeout(_no_data(within))
+                await _bounded(within, _NO_DATA, trio.lowlevel.wait_readable, sock)
                 return os.read(sock.fileno(), READ_SIZE)
             except BlockingIOError:
                 continue
@@ -407,23 +412,29 @@ class Connection:
             if sent >= len(data):
                 return
             try:
-                if within is None:
-                    await trio.lowlevel.wait_writable(sock)
-                else:
-                    with trio.move_on_after(within) as scope:
-                        await trio.lowlevel.wait_writable(sock)
-                    if scope.cancelled_caught:
-                        raise httpx.WriteTimeout(_not_written(within))
+                await _bounded(within, _NOT_WRITTEN, trio.lowlevel.wait_writable, sock)
             except (trio.ClosedResourceError, OSError) as exc:
                 raise httpx.WriteError(describe(exc)) from exc
 
 
-def _no_data(within: float) -> str:
-    return f"no response data within {within:g}s"
+_NO_DATA = (httpx.ReadTimeout, "no response data")
+_NOT_WRITTEN = (httpx.WriteTimeout, "request not written")
 
 
-def _not_written(within: float) -> str:
-    return f"request not written within {within:g}s"
+async def _bounded(
+    within: float | None,
+    expired: tuple[type[httpx.TimeoutException], str],
+    operation: Callable[..., Awaitable[T]],
+    *args: Any,
+) -> T:
+    """``await operation(*args)`` for at most ``within`` seconds (None: no
+    bound); past that, ``expired``'s error: "<what> within <within>s"."""
+    if within is None:
+        return await operation(*args)
+    with trio.move_on_after(within):
+        return await operation(*args)
+    error, what = expired
+    raise error(f"{what} within {within:g}s")
 
 
 class ResponseStream(httpx.AsyncByteStream):
