@@ -3,7 +3,8 @@ recent first attempts, so that a fleet of clients cannot multiply an outage.
 
 Every first attempt deposits ``ratio`` of a retry; every retry withdraws one; both
 are remembered for ``window`` seconds of trio time, in ten buckets of a tenth of it
-each (a bucket's counts leave the window together). A retry is allowed while::
+each (`BucketedSums`: a bucket's counts leave the window together). A retry is
+allowed while::
 
     min_per_second * window + ratio * first_attempts - retries  >=  1
 
@@ -16,12 +17,12 @@ window the retries are at most ``ratio`` of its first attempts plus a floor of
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import attrs
 import trio
 
+from ._buckets import BucketedSums
 from ._runbound import RunBound, current_run
 from ._validation import check_number
 
@@ -52,13 +53,10 @@ class RetryBudget(RunBound):
     """
 
     __slots__ = (
-        "_bucket",
-        "_deposits",
         "_first_attempts",
+        "_recent",
         "_refused",
         "_retries",
-        "_width",
-        "_withdrawals",
         "min_per_second",
         "on_refused",
         "ratio",
@@ -76,7 +74,6 @@ class RetryBudget(RunBound):
         self.ratio = check_number("ratio", ratio, at_least=0)
         self.min_per_second = check_number("min_per_second", min_per_second, at_least=0)
         self.window = check_number("window", window, above=0)
-        self._width = self.window / _BUCKETS
         self.on_refused = on_refused
         """Called on each refusal (a metric, say)."""
         self._run = None
@@ -89,37 +86,22 @@ class RetryBudget(RunBound):
         )
 
     def _start_run(self) -> None:
-        self._bucket = [-1] * _BUCKETS  # the bucket number each slot counts
-        self._deposits = [0] * _BUCKETS
-        self._withdrawals = [0] * _BUCKETS
+        # The window's first attempts and retries.
+        self._recent = BucketedSums(self.window / _BUCKETS, _BUCKETS, fields=2)
         self._first_attempts = 0
         self._retries = 0
         self._refused = 0
 
-    def _slot(self, now: float) -> int:
-        number = math.floor(now / self._width)
-        slot = number % _BUCKETS
-        if self._bucket[slot] != number:
-            self._bucket[slot] = number
-            self._deposits[slot] = 0
-            self._withdrawals[slot] = 0
-        return slot
-
     def _balance(self, now: float) -> float:
-        oldest = math.floor(now / self._width) - _BUCKETS + 1
-        deposits = withdrawals = 0
-        for slot in range(_BUCKETS):
-            if self._bucket[slot] >= oldest:
-                deposits += self._deposits[slot]
-                withdrawals += self._withdrawals[slot]
+        first_attempts, retries = self._recent.sums(now)
         reserve = self.min_per_second * self.window
-        return reserve + self.ratio * deposits - withdrawals
+        return reserve + self.ratio * first_attempts - retries
 
     def deposit(self) -> None:
         """A first attempt is being made."""
         if current_run() is not self._run:
             self._enter_run()
-        self._deposits[self._slot(trio.current_time())] += 1
+        self._recent.add(trio.current_time(), 1, 0)
         self._first_attempts += 1
 
     def try_withdraw(self) -> bool:
@@ -132,7 +114,7 @@ class RetryBudget(RunBound):
             if self.on_refused is not None:
                 self.on_refused()
             return False
-        self._withdrawals[self._slot(now)] += 1
+        self._recent.add(now, 0, 1)
         self._retries += 1
         return True
 

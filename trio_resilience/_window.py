@@ -12,13 +12,13 @@ Rates are percentages; None until the window holds ``minimum_number_of_calls``.
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Literal
 
 import attrs
 
+from ._buckets import BucketedSums
 from ._validation import check_int, check_number
 
 
@@ -111,38 +111,25 @@ class Outcomes:
 class WindowCounts:
     """The window's outcomes: `record` one, `outcomes` at a time (trio time)."""
 
-    __slots__ = ("_buckets", "_ring", "_shape", "_sums")
+    __slots__ = ("_recent", "_ring", "_shape", "_sums")
 
     def __init__(self, shape: SlidingWindow) -> None:
         self._shape = shape
-        self._sums = Outcomes()
+        self._sums = Outcomes()  # the count window's
         self._ring: deque[tuple[bool, bool]] = deque()
-        self._buckets: deque[tuple[int, Outcomes]] = deque()
+        # The time window's calls, failures and slow calls, in 1 s buckets.
+        self._recent = BucketedSums(1.0, shape.size, fields=3)
 
     def record(self, now: float, failed: bool, slow: bool) -> None:
-        shape, sums = self._shape, self._sums
-        sums.add(failed, slow)
-        if shape.kind == "count":
-            self._ring.append((failed, slow))
-            if len(self._ring) > shape.size:
-                sums.add(*self._ring.popleft(), sign=-1)
+        if self._shape.kind == "time":
+            self._recent.add(now, 1, failed, slow)
             return
-        second = math.floor(now)
-        self._evict(second)
-        if not self._buckets or self._buckets[-1][0] != second:
-            self._buckets.append((second, Outcomes()))
-        self._buckets[-1][1].add(failed, slow)
+        self._sums.add(failed, slow)
+        self._ring.append((failed, slow))
+        if len(self._ring) > self._shape.size:
+            self._sums.add(*self._ring.popleft(), sign=-1)
 
     def outcomes(self, now: float) -> Outcomes:
         if self._shape.kind == "time":
-            self._evict(math.floor(now))
+            return Outcomes(*self._recent.sums(now))
         return self._sums
-
-    def _evict(self, second: int) -> None:
-        """Drop the buckets older than the window's ``size`` seconds."""
-        buckets = self._buckets
-        while buckets and buckets[0][0] <= second - self._shape.size:
-            _, old = buckets.popleft()
-            self._sums.calls -= old.calls
-            self._sums.failures -= old.failures
-            self._sums.slow -= old.slow

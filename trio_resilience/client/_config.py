@@ -198,6 +198,7 @@ class BulkheadConfig:
 
 
 IDEMPOTENT_METHODS = ("GET", "HEAD", "OPTIONS", "PUT", "DELETE")
+"""The methods hedged by default; with TRACE, those the pool may resend."""
 
 
 def _method_names(value: object) -> tuple[str, ...]:

@@ -27,13 +27,15 @@ import attrs
 import httpx
 import trio
 
+from ._config import IDEMPOTENT_METHODS
 from ._http11 import Connection, ResponseStream, describe
 
 DEFAULT_LIMITS = httpx.Limits(
     max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0
 )
 """httpx's own defaults."""
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+RESENDABLE_METHODS = frozenset({*IDEMPOTENT_METHODS, "TRACE"})
+"""RFC 9110's idempotent methods (the hedged ones, and TRACE)."""
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 
 Origin: TypeAlias = tuple[bytes, bytes, int]
@@ -209,7 +211,7 @@ class PooledTransport(httpx.AsyncBaseTransport):
     def _may_resend(self, request: httpx.Request) -> bool:
         if not isinstance(request.stream, httpx.ByteStream):
             return False  # a streamed body may not be readable twice
-        if request.method in IDEMPOTENT_METHODS:
+        if request.method in RESENDABLE_METHODS:
             return True
         headers = request.headers
         return any(name in headers for name in self._idempotency_headers)
