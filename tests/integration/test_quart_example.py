@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import httpx
 import trio
@@ -43,24 +44,33 @@ def load_example() -> ModuleType:
 
 
 @asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[str]:
+    """``app`` on Hypercorn (127.0.0.1, port 0) in this task's nursery; yields its
+    URL. Leaving stops it gracefully, as SIGTERM would: the lifespan ends."""
+    config = Config()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(
+            partial(serve, app, config, shutdown_trigger=stop.wait)
+        )
+        yield binds[0]
+        stop.set()
+
+
+@asynccontextmanager
 async def proxy_and_upstream() -> AsyncIterator[tuple[httpx.AsyncClient, FaultClient]]:
-    """The test server as the upstream, the example app in front of it (both on
-    127.0.0.1, port 0, in this task's nursery); a client for the app and a
-    FaultClient for the upstream."""
+    """The test server as the upstream, the example app in front of it; a client
+    for the app and a FaultClient for the upstream."""
     example = load_example()
     async with serve_in_background() as upstream_url:
         app = example.create_app(upstream_url, CONFIG)
-        config = Config()
-        config.bind = ["127.0.0.1:0"]
-        config.accesslog = None
-        stop = trio.Event()
-        async with trio.open_nursery() as nursery:
-            binds = await nursery.start(
-                partial(serve, app, config, shutdown_trigger=stop.wait)
-            )
-            async with httpx.AsyncClient(base_url=binds[0], timeout=10) as client:
-                yield client, FaultClient(upstream_url)
-            stop.set()  # a graceful stop: the lifespan closes the client
+        async with (
+            serving(app) as url,
+            httpx.AsyncClient(base_url=url, timeout=10) as client,
+        ):
+            yield client, FaultClient(upstream_url)
 
 
 async def test_the_app_calls_through_faults_and_maps_what_remains() -> None:
@@ -105,19 +115,11 @@ async def test_the_client_lives_exactly_as_long_as_the_app() -> None:
     with trio.fail_after(30):
         async with serve_in_background() as upstream_url:
             app = example.create_app(upstream_url, CONFIG)
-            config = Config()
-            config.bind = ["127.0.0.1:0"]
-            config.accesslog = None
-            stop = trio.Event()
-            async with trio.open_nursery() as nursery:
-                binds = await nursery.start(
-                    partial(serve, app, config, shutdown_trigger=stop.wait)
-                )
-                async with httpx.AsyncClient(base_url=binds[0]) as proxy:
+            async with serving(app) as url:
+                async with httpx.AsyncClient(base_url=url) as proxy:
                     assert (await proxy.get("/proxy/msg")).status_code == 200
                 client = app.extensions[example.CLIENT]
                 assert not client.is_closed
-                stop.set()  # as SIGTERM would
     assert client.is_closed
     assert example.CLIENT not in app.extensions
     assert client.http_transport.stats().open == 0
