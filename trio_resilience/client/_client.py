@@ -119,7 +119,6 @@ class ResilientClient:
             proxy=config.proxy,
             transport=transport,
         )
-        self._on_state_change = on_circuit_state_change
         self._breakers = Breakers(
             config.circuit_breaker, on_circuit_state_change, metrics
         )
@@ -128,7 +127,6 @@ class ResilientClient:
         # One retry policy per RetryConfig, built once (each `async for` over it
         # is a fresh loop): the client's own, and those calls ask for.
         self._policies: dict[RetryConfig, _Policy] = {}
-        self._budget: RetryBudget | None = None
         self._retry = self._policy_for(config.retry)
         self._log_threshold = config.logging.levelno
         self._urls: dict[str, httpx.URL] = {}
@@ -169,7 +167,7 @@ class ResilientClient:
     def retry_budget(self) -> RetryBudget | None:
         """The retry budget of the client's own calls (``config.retry``); a call
         given its own ``retry=RetryConfig(...)`` has that config's budget."""
-        return self._budget
+        return self._retry.budget
 
     @property
     def breaker(self) -> CircuitBreaker:
@@ -512,8 +510,6 @@ class ResilientClient:
             budget = retry.budget(
                 None if metrics is None else metrics.retries_refused.inc
             )
-            if retry is self.config.retry:
-                self._budget = budget
             attempts = retry_context(
                 on=is_retryable,
                 attempts=retry.max_attempts,

@@ -20,7 +20,6 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Collection
-from types import TracebackType
 from typing import Any, TypeAlias
 
 import attrs
@@ -137,17 +136,6 @@ class PooledTransport(httpx.AsyncBaseTransport):
     @property
     def is_closed(self) -> bool:
         return self._closed
-
-    async def __aenter__(self) -> PooledTransport:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None = None,
-        exc_value: BaseException | None = None,
-        traceback: TracebackType | None = None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Close every connection, idle or in use (a request in flight then fails
