@@ -102,6 +102,7 @@ def test_subpackage_contracts() -> None:
     assert set(testing.__all__) == {
         "FaultClient",
         "FaultRuleError",
+        "MetricsSnapshot",
         "retries_without_waiting",
         "serve_in_background",
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from ._models import Job, JobStatus, Submission
-from ._queue import JobPage, JobQueue
+from ._queue import JobPage, JobQueue, JobQueueStatistics
 from ._registry import HandlerRegistry
 
 
@@ -45,6 +45,10 @@ class JobBackend(Protocol):
         limit: int = 100,
         status: JobStatus | None = None,
     ) -> JobPage: ...
+
+    async def statistics(self) -> JobQueueStatistics:
+        """Jobs waiting, running and retained (every process's, in Redis)."""
+        ...
 
 
 class MemoryJobBackend:
@@ -92,3 +96,6 @@ class MemoryJobBackend:
         status: JobStatus | None = None,
     ) -> JobPage:
         return self.queue.page(after=after, limit=limit, status=status)
+
+    async def statistics(self) -> JobQueueStatistics:
+        return self.queue.statistics()

@@ -8,7 +8,7 @@ import math
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from operator import attrgetter
 from typing import Any
@@ -237,6 +237,9 @@ class JobQueue(ServiceLifetime):
     Leaving the block stops intake, cancels jobs still waiting, gives running ones
     ``shutdown_grace`` seconds, then cancels them: after exit no job is "running"
     and no task remains.
+
+    ``on_finished(job)``, if given, is called (synchronously; it must not raise)
+    each time a job ends, completed, failed or cancelled, waiting or running.
     """
 
     def __init__(
@@ -251,8 +254,10 @@ class JobQueue(ServiceLifetime):
         max_retained_bytes: int | None = 32 * MIB,
         max_result_bytes: int | None = 1 * MIB,
         shutdown_grace: float = 5.0,
+        on_finished: Callable[[Job], None] | None = None,
     ) -> None:
         self._registry = default_registry if registry is None else registry
+        self._on_finished = on_finished
         self._workers = check_int("workers", workers, minimum=1)
         self._max_queued = check_int("max_queued", max_queued, minimum=1)
         self._job_timeout = (
@@ -377,6 +382,8 @@ class JobQueue(ServiceLifetime):
         self._finished[job.id] = job.finished_at
         self._retained_bytes += job.size
         job._done.set()
+        if self._on_finished is not None:
+            self._on_finished(job)
         if self._over_limits():
             self._prune()
 

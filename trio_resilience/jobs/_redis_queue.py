@@ -37,7 +37,7 @@ import math
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -137,6 +137,10 @@ class RedisJobQueue(ServiceLifetime):
     ``statistics`` are coroutines (they ask Redis), and every method may raise
     `RedisUnavailableError`. Per-job byte limits hold (``max_result_bytes``); the
     retained total is bounded by ``max_retained`` and ``result_ttl``.
+
+    ``on_finished(job)`` is called by the process that ends a job: the one whose
+    run of it was recorded, or the one whose `cancel` ended it while it waited.
+    A job that runs out of attempts (its workers died) ends without it.
     """
 
     def __init__(
@@ -154,8 +158,10 @@ class RedisJobQueue(ServiceLifetime):
         lease: float = 10.0,
         max_attempts: int = 3,
         prefix: str = "tr:jobs",
+        on_finished: Callable[[Job], None] | None = None,
     ) -> None:
         self._redis = connection
+        self._on_finished = on_finished
         self._registry = default_registry if registry is None else registry
         self._workers = check_int("workers", workers, minimum=1)
         self._max_queued = check_int("max_queued", max_queued, minimum=1)
@@ -387,7 +393,11 @@ class RedisJobQueue(ServiceLifetime):
             )
             if outcome is not None and not outcome.shut_down:
                 job.status = outcome.status
-                await self._record(run, outcome.status, outcome.result, outcome.error)
+                recorded = await self._record(
+                    run, outcome.status, outcome.result, outcome.error
+                )
+                if recorded and self._on_finished is not None:
+                    self._on_finished(job)
             if escaping is not None:
                 raise escaping
         finally:
@@ -396,7 +406,8 @@ class RedisJobQueue(ServiceLifetime):
 
     async def _record(
         self, run: _Run, status: JobStatus, result: Any, error: str | None
-    ) -> None:
+    ) -> bool:
+        """Record how the run ended; whether it was (still this process's job)."""
         job = run.job
         results = job.intermediate_results
         args: list[str | int] = [
@@ -418,7 +429,8 @@ class RedisJobQueue(ServiceLifetime):
             trio.move_on_after(_RECORD_TIMEOUT, shield=True),
             contextlib.suppress(*_LOST),
         ):
-            await self._finish([], args)
+            return int(await self._finish([], args)) == 1
+        return False
 
     # -- the API --------------------------------------------------------------------
 
@@ -504,7 +516,10 @@ class RedisJobQueue(ServiceLifetime):
         )
         if int(found) == 0:
             raise JobNotFoundError(job_id)
-        return await self.get(job_id)
+        job = await self.get(job_id)
+        if int(found) == 1 and self._on_finished is not None:
+            self._on_finished(job)  # it was waiting: cancelled here
+        return job
 
     async def page(
         self,

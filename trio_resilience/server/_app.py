@@ -19,6 +19,7 @@ from ._asgi import EXCHANGE_KEY, REQUEST_ID_KEY
 from ._connections import Exchange
 from ._docs import init_docs
 from ._logging import configure_logging, get_logger
+from ._metrics import RouteLabels, ServerMetrics
 from ._middleware import wrap
 from ._resources import ResourceStore
 from ._responses import json_response, state_unavailable_body, validation_detail
@@ -32,6 +33,7 @@ from ._routes import (
     httpbin,
     jobs,
     messages,
+    metrics,
     requests,
 )
 from ._settings import ServerSettings
@@ -50,6 +52,7 @@ async def open_job_queue(state: ServerState) -> AsyncIterator[JobBackend]:
         "result_ttl": settings.job_result_ttl,
         "max_result_bytes": settings.job_max_result_bytes,
         "shutdown_grace": settings.shutdown_grace_period,
+        "on_finished": None if state.metrics is None else state.metrics.job_finished,
     }
     if state.redis is not None:
         from ..jobs import RedisJobQueue
@@ -97,6 +100,9 @@ def create_app(settings: ServerSettings | None = None) -> ResilienceTestApp:
         bodies.blueprint,
     ):
         app.register_blueprint(blueprint)
+    if settings.metrics_enabled:
+        app.register_blueprint(metrics.blueprint)
+        app.state.metrics = ServerMetrics(RouteLabels(app.url_map))
     for name in ("items", "users"):
         app.state.resources[name] = ResourceStore(
             max_items=settings.crud_max_items, key_retention=settings.crud_key_retention
@@ -184,6 +190,7 @@ def create_app(settings: ServerSettings | None = None) -> ResilienceTestApp:
         settings=settings,
         journal=app.state.journal,
         faults=app.state.check_faults,
+        metrics=app.state.metrics,
     )
     return app
 

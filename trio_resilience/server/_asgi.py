@@ -23,6 +23,7 @@ CONTROL_PREFIXES = (
     "/faults",
     "/requests",
     "/fail/",
+    "/metrics",
     "/openapi.json",
     "/docs",
     "/redoc",

@@ -43,8 +43,10 @@ class Exchange:
         "body_pending",
         "client_gone",
         "fault",
+        "fault_kind",
         "finished",
         "outcome",
+        "replayed",
         "started",
         "status",
     )
@@ -68,6 +70,10 @@ class Exchange:
         self.outcome: str | None = None
         self.fault: str | None = None
         """The id of the fault rule that fired for this request, if one did."""
+        self.fault_kind: str | None = None
+        """What that rule did (its action's ``kind``: "status", "reset", ...)."""
+        self.replayed = False
+        """The route answered with an earlier request's idempotent result."""
         self._on_end: Callable[[], None] | None = None
 
     def on_end(self, callback: Callable[[], None]) -> None:

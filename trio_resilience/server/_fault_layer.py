@@ -83,6 +83,7 @@ class FaultMiddleware:
             return await self.app(scope, receive, send)
         exchange: Exchange = scope[EXCHANGE_KEY]
         exchange.fault = rule.id
+        exchange.fault_kind = rule.action.kind
         await self._perform(rule, exchange, scope, receive, send)
         return None
 

@@ -20,7 +20,7 @@ import re
 import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from fnmatch import translate
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import trio
@@ -107,6 +107,7 @@ class StatusAction:
     status: int
     retry_after: int | str | None = None
     body: Any = None
+    kind: ClassVar[str] = "status"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -123,6 +124,7 @@ class DelayAction:
 
     delay_ms: int
     jitter_ms: int = 0
+    kind: ClassVar[str] = "delay"
 
     def to_json(self) -> dict[str, Any]:
         return {"delay_ms": self.delay_ms, "jitter_ms": self.jitter_ms}
@@ -145,6 +147,7 @@ class DripAction:
     """Run the route, then send its body a byte at a time over ``drip_ms``."""
 
     drip_ms: int
+    kind: ClassVar[str] = "drip"
 
     def to_json(self) -> dict[str, Any]:
         return {"drip_ms": self.drip_ms}
@@ -155,6 +158,8 @@ class TruncateAction:
     """Run the route, promise its whole body in ``Content-Length``, send half of it
     and close the connection."""
 
+    kind: ClassVar[str] = "truncate"
+
     def to_json(self) -> dict[str, Any]:
         return {"truncate": True}
 
@@ -164,6 +169,7 @@ class CommitThenFailAction:
     """Run the route (its side effect happens), then answer ``status`` instead."""
 
     status: int
+    kind: ClassVar[str] = "commit_then_fail"
 
     def to_json(self) -> dict[str, Any]:
         return {"commit_then_fail": self.status}
@@ -177,6 +183,9 @@ Action = (
     | TruncateAction
     | CommitThenFailAction
 )
+"""What a rule does; each action's ``kind`` names it in the metrics
+(``status``, ``delay``, ``reset``, ``close``, ``hang``, ``drip``, ``truncate``,
+``commit_then_fail``)."""
 
 
 def new_seed() -> int:

@@ -12,8 +12,9 @@ headers alone (one pass over them, so ``/health`` stays cheap):
    (``localhost``, ``127.x.x.x``, ``[::1]``, any port), plus ``allowed_hosts``;
    bound elsewhere, any host unless ``allowed_hosts`` names some. A request without
    ``Host`` (only HTTP/1.0 may omit it, and browsers never do) is not refused;
-3. with a ``control_token``, a request whose method is not GET, HEAD or OPTIONS and
-   that lacks ``Authorization: Bearer <token>``: 401 with ``WWW-Authenticate``;
+3. with a ``control_token``, a request whose method is not GET, HEAD or OPTIONS, or
+   that reads ``/metrics``, and that lacks ``Authorization: Bearer <token>``: 401
+   with ``WWW-Authenticate`` (`needs_control_token`);
 4. a POST, PUT or PATCH that carries a body not declared JSON (``application/json``
    or ``application/*+json``, any charset parameter being UTF-8): 415. Every request
    body this server reads is JSON; a page can send ``text/plain`` cross-origin
@@ -38,6 +39,8 @@ from ._connections import CLOSE, Exchange, announces_body
 from ._settings import ServerSettings
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+TOKEN_READ_PATHS = frozenset({"/metrics"})
+"""Paths that need the control token to be read too (GET, HEAD)."""
 """Methods that never need the control token (OPTIONS: CORS preflights)."""
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 """Methods whose request body, if any, must be JSON."""
@@ -146,6 +149,15 @@ def is_json_media_type(value: bytes) -> bool:
     return True
 
 
+def needs_control_token(method: str, path: str) -> bool:
+    """Whether a request needs the control token (when the server has one): every
+    method but GET, HEAD and OPTIONS, and reads of `TOKEN_READ_PATHS` (OPTIONS
+    stays open: CORS preflights carry no credentials)."""
+    return method not in SAFE_METHODS or (
+        method != "OPTIONS" and path in TOKEN_READ_PATHS
+    )
+
+
 def _normalised(entry: str) -> str:
     """An ``allowed_hosts`` entry spelled as `host_name` spells a Host header."""
     if entry.startswith("[") and entry.endswith("]"):
@@ -207,7 +219,9 @@ class GuardPolicy:
         if hosts > 1 or (host is not None and not self._host_allowed(host)):
             return HOST_NOT_ALLOWED  # several: which one would the route see?
         method: str = scope["method"]
-        if self.control_token is not None and method not in SAFE_METHODS:
+        if self.control_token is not None and needs_control_token(
+            method, scope["path"]
+        ):
             if authorization is None:
                 return TOKEN_MISSING
             if not self._token_matches(authorization):

@@ -39,6 +39,7 @@ from ._fault_layer import FaultMiddleware, RuleCheck
 from ._guards import GuardMiddleware, GuardPolicy
 from ._journal import JournalEntry, RequestJournal
 from ._logging import get_logger
+from ._metrics import ServerMetrics
 from ._responses import state_unavailable_body
 from ._settings import ServerSettings
 
@@ -120,14 +121,23 @@ class RequestLoggingMiddleware:
 
     A request a fault rule fired for also has ``fault``, the rule's id.
 
+    What is logged is also recorded in the journal and counted in the metrics,
+    when they are given.
+
     A request that ended without a response started is logged with status 500
     (Hypercorn answers it so if the connection is still there), or 499.
     """
 
-    def __init__(self, app: ASGIApp, journal: RequestJournal | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        journal: RequestJournal | None = None,
+        metrics: ServerMetrics | None = None,
+    ) -> None:
         self.app = app
         self.log = get_logger()
         self.journal = journal
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -150,7 +160,8 @@ class RequestLoggingMiddleware:
 
         def finish() -> None:
             status, outcome = _status_and_outcome(exchange)
-            duration_ms = round((trio.current_time() - start) * 1000, 3)
+            elapsed = trio.current_time() - start
+            duration_ms = round(elapsed * 1000, 3)
             extra = {} if exchange.fault is None else {"fault": exchange.fault}
             self.log.info(
                 "request",
@@ -165,6 +176,16 @@ class RequestLoggingMiddleware:
             if self.journal is not None:
                 self._record(
                     scope, start, request_id, status, outcome, duration_ms, exchange
+                )
+            if self.metrics is not None:
+                self.metrics.request_finished(
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    outcome,
+                    elapsed,
+                    exchange.fault_kind,
+                    exchange.replayed,
                 )
 
         exchange.on_end(finish)
@@ -265,33 +286,59 @@ class ConcurrencyMiddleware:
     A request waits for a slot in arrival order, for at most ``queue_timeout``
     seconds (None: until the request's own deadline, enforced by the timeout layer
     above); one that gets no slot in time is answered 503 with ``Retry-After``.
-    Control paths (`CONTROL_PREFIXES`) are never held back.
+    Control paths (`CONTROL_PREFIXES`) are never held back. With ``metrics``, the
+    requests holding a slot and those waiting for one are counted in its gauges.
     """
 
     def __init__(
-        self, app: ASGIApp, limiter: trio.CapacityLimiter, queue_timeout: float | None
+        self,
+        app: ASGIApp,
+        limiter: trio.CapacityLimiter,
+        queue_timeout: float | None,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         self.app = app
         self.limiter = limiter
         self.queue_timeout = math.inf if queue_timeout is None else queue_timeout
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(CONTROL_PREFIXES):
             return await self.app(scope, receive, send)
         borrower = object()
         scope[SLOT_KEY] = False
-        if not await acquire_on_behalf_of_within(
-            self.limiter, borrower, self.queue_timeout
-        ):
+        if not await self._acquire(borrower):
             exchange: Exchange = scope[EXCHANGE_KEY]
             exchange.outcome = "shed"
             return await send_saturated(send)
         scope[SLOT_KEY] = True
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send)
         finally:
             self.limiter.release_on_behalf_of(borrower)
+            if metrics is not None:
+                metrics.in_flight.dec()
         return None
+
+    async def _acquire(self, borrower: object) -> bool:
+        if self.metrics is None:
+            return await acquire_on_behalf_of_within(
+                self.limiter, borrower, self.queue_timeout
+            )
+        try:
+            self.limiter.acquire_on_behalf_of_nowait(borrower)
+        except trio.WouldBlock:
+            self.metrics.waiting.inc()
+            try:
+                return await acquire_on_behalf_of_within(
+                    self.limiter, borrower, self.queue_timeout
+                )
+            finally:
+                self.metrics.waiting.dec()
+        return True
 
 
 def wrap(
@@ -304,6 +351,7 @@ def wrap(
     settings: ServerSettings | None = None,
     journal: RequestJournal | None = None,
     faults: RuleCheck | None = None,
+    metrics: ServerMetrics | None = None,
 ) -> ASGIApp:
     """The application wrapped in every layer, outermost first.
 
@@ -314,7 +362,7 @@ def wrap(
     logged, and outside the timeout and concurrency layers, so a refused request
     never takes a slot. Every finished request is recorded in ``journal``, if given.
     The fault rules ``faults`` picks, if given, apply just inside the
-    concurrency limit.
+    concurrency limit. Every request is counted in ``metrics``, if given.
     """
     policy = GuardPolicy.from_settings(
         ServerSettings() if settings is None else settings
@@ -327,12 +375,14 @@ def wrap(
                         app if faults is None else FaultMiddleware(app, faults),
                         limiter,
                         queue_timeout,
+                        metrics,
                     ),
                     timeout,
                 ),
                 policy,
             ),
             journal,
+            metrics,
         )
     )
     return ConnectionMiddleware(layers, stopping)

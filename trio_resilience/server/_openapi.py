@@ -37,7 +37,7 @@ from quart_schema import OpenAPIProvider
 from werkzeug.routing.rules import Rule
 
 from ._asgi import CONTROL_PREFIXES
-from ._guards import BODY_METHODS, SAFE_METHODS
+from ._guards import BODY_METHODS, needs_control_token
 from ._responses import ErrorDetail
 from ._settings import ServerSettings
 from ._state import ResilienceTestApp
@@ -159,6 +159,10 @@ class SharedResponse:
     headers: Mapping[str, Any] = attrs.field(factory=dict)
 
 
+def _needs_token(path: str, method: str, operation: dict[str, Any]) -> bool:
+    return needs_control_token(method, path)
+
+
 def _limited(path: str, method: str, operation: dict[str, Any]) -> bool:
     return not path.startswith(CONTROL_PREFIXES)
 
@@ -213,7 +217,9 @@ def shared_responses(settings: ServerSettings) -> tuple[SharedResponse, ...]:
                     "The control token is missing or wrong: send "
                     "Authorization: Bearer <token>."
                 ),
-                applies=lambda path, method, operation: method not in SAFE_METHODS,
+                applies=lambda path, method, operation: needs_control_token(
+                    method, path
+                ),
                 headers=WWW_AUTHENTICATE,
             )
         )
@@ -267,7 +273,7 @@ def complete_operation(
         _add_headers(response, COMMON_RESPONSE_HEADERS)
     if "requestBody" in operation:
         operation["requestBody"]["required"] = True
-    if control_token and method not in SAFE_METHODS:
+    if control_token and needs_control_token(method, path):
         operation["security"] = [{CONTROL_TOKEN_SCHEME: []}]
     # Range keys ("5XX", see `document_content_response`) are strings: every key
     # becomes one, so that the document's keys can be sorted.

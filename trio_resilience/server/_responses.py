@@ -14,6 +14,9 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, Field, ValidationError
 from quart import Response, request
 
+from ._asgi import EXCHANGE_KEY
+from ._connections import Exchange
+
 M = TypeVar("M", bound=BaseModel)
 
 MAX_REQUEST_ID_LENGTH = 256
@@ -148,3 +151,16 @@ def parse_query(model: type[M]) -> M | Response:
 def state_unavailable_body(error: Exception) -> dict[str, str]:
     """The body of a 503 for a request whose shared state could not be reached."""
     return {"detail": f"State backend unavailable: {error}"}
+
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+def mark_replayed(headers: dict[str, str]) -> None:
+    """Say that this answer replays an earlier request's result: on ``headers``
+    (``Idempotent-Replayed: true``) and on the request's exchange, for the
+    metrics (``resilience_server_idempotent_replays_total``)."""
+    headers[REPLAYED_HEADER] = "true"
+    exchange = request.scope.get(EXCHANGE_KEY)
+    if isinstance(exchange, Exchange):
+        exchange.replayed = True

@@ -79,6 +79,9 @@ class ServerSettings(BaseModel):
         None, description="Append logs to this file instead of standard output."
     )
     enable_docs: bool = Field(True, description="Serve /openapi.json and /docs.")
+    metrics_enabled: bool = Field(
+        True, description="Count requests and jobs; serve them at GET /metrics."
+    )
     cors_enabled: bool = Field(False, description="Answer CORS requests.")
     cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="Allowed CORS origins (comma-separated in the environment)."
@@ -95,8 +98,9 @@ class ServerSettings(BaseModel):
         None,
         min_length=1,
         description=(
-            "When set, every request but GET, HEAD and OPTIONS needs "
-            "Authorization: Bearer <token>; never logged or printed."
+            "When set, every request but GET, HEAD and OPTIONS (and GET "
+            "/metrics too) needs Authorization: Bearer <token>; never logged or "
+            "printed."
         ),
     )
     job_workers: int = Field(4, ge=1, le=1000, description="Job queue workers.")

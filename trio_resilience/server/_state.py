@@ -26,6 +26,7 @@ from ._settings import ServerSettings
 
 if TYPE_CHECKING:
     from ..redis import RedisConnection
+    from ._metrics import ServerMetrics
     from ._redis_journal import RedisJournal
     from ._redis_plan import RedisFaultRules
 
@@ -71,6 +72,8 @@ class ServerState:
     by the app while it serves."""
     redis: RedisConnection | None = None
     """The state backend's connection while the app serves with a state URL."""
+    metrics: ServerMetrics | None = None
+    """The app's metrics (``GET /metrics``); None with ``metrics_enabled`` off."""
     background_failure: BaseException | None = None
     """The exception a background task of the serving app (the job queue, the
     state backend's connection) failed with; `serve_forever` then stops the

@@ -15,7 +15,12 @@ state in ``SERVER_STATE_URL``), and watches them:
 - SIGINT or SIGTERM to the parent sends SIGTERM to every worker, which drains its
   in-flight requests for ``shutdown_grace_period`` seconds and exits; workers still
   running 5 s after that are killed. A worker ignores SIGINT (Ctrl+C reaches the
-  whole process group; the parent decides) and stops by itself if its parent dies.
+  whole process group; the parent decides) and stops by itself if its parent dies;
+- with metrics on, the workers share a directory of prometheus-client's
+  multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, a new temporary one removed at
+  the end unless the environment names one): ``GET /metrics`` from any worker
+  serves the whole server's numbers. A dead worker's counts stay; its gauges go
+  (``mark_process_dead``).
 """
 
 from __future__ import annotations
@@ -27,15 +32,19 @@ import os
 import signal
 import socket
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
 import attrs
 import trio
 from hypercorn.config import Sockets
+from prometheus_client.multiprocess import mark_process_dead
 
 from ._logging import configure_logging, get_logger
+from ._metrics import MULTIPROCESS_ENV
 from ._runner import hypercorn_config, serve_forever
 from ._settings import ServerSettings
 
@@ -64,13 +73,33 @@ def serve_workers(settings: ServerSettings) -> int:
     sockets = config.create_sockets()
     for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
         sock.listen(config.backlog)
-    return _Supervisor(settings, sockets).run()
+    with _shared_metrics(settings.metrics_enabled) as directory:
+        return _Supervisor(settings, sockets, directory).run()
+
+
+@contextlib.contextmanager
+def _shared_metrics(enabled: bool) -> Iterator[str | None]:
+    """The workers' metrics directory (see the module), set in the environment
+    they inherit; None with metrics off."""
+    given = os.environ.get(MULTIPROCESS_ENV)
+    if not enabled or given:
+        yield given if enabled else None
+        return
+    with tempfile.TemporaryDirectory(prefix="trio-resilience-metrics-") as directory:
+        os.environ[MULTIPROCESS_ENV] = directory
+        try:
+            yield directory
+        finally:
+            del os.environ[MULTIPROCESS_ENV]
 
 
 class _Supervisor:
-    def __init__(self, settings: ServerSettings, sockets: Sockets) -> None:
+    def __init__(
+        self, settings: ServerSettings, sockets: Sockets, metrics_dir: str | None
+    ) -> None:
         self.settings = settings
         self.sockets = sockets
+        self.metrics_dir = metrics_dir
         self.context = multiprocessing.get_context("spawn")
         self.workers: dict[int, _Worker] = {}
         self.pending: list[tuple[float, int, int]] = []  # (due, index, quick deaths)
@@ -136,6 +165,7 @@ class _Supervisor:
     def _reap(self, worker: _Worker) -> None:
         worker.process.join()
         del self.workers[worker.index]
+        self._forget_gauges(worker)
         code = worker.process.exitcode
         if self.stopping:
             return
@@ -169,7 +199,13 @@ class _Supervisor:
                 )
                 worker.process.kill()
                 worker.process.join()
+            self._forget_gauges(worker)
         self.workers.clear()
+
+    def _forget_gauges(self, worker: _Worker) -> None:
+        """A dead worker's gauges (requests in flight, waiting) no longer count."""
+        if self.metrics_dir is not None and worker.process.pid is not None:
+            mark_process_dead(worker.process.pid, self.metrics_dir)  # type: ignore[no-untyped-call]
 
 
 def _worker_main(settings: ServerSettings, sockets: Sockets, parent: int) -> None:

@@ -14,6 +14,7 @@ port in a nursery it owns, and yields its base URL once it accepts connections::
     await faults.add(method="GET", path="/msg", status=503, retry_after=1, times=2)
     ...
     attempts = await faults.requests()
+    metrics = await faults.metrics()    # GET /metrics, as a `MetricsSnapshot`
 
 `retries_without_waiting()` makes every retry loop (the client's, `retry`,
 `retry_context`) keep its attempts and skip its sleeps, like stamina's testing
@@ -30,11 +31,13 @@ fixture (for pytest-trio) that does the same for one test, and a
 from .._retry import waits_skipped as retries_without_waiting
 from ._faults import FaultClient as FaultClient
 from ._faults import FaultRuleError as FaultRuleError
+from ._metrics import MetricsSnapshot as MetricsSnapshot
 from ._server import serve_in_background as serve_in_background
 
 __all__ = [
     "FaultClient",
     "FaultRuleError",
+    "MetricsSnapshot",
     "retries_without_waiting",
     "serve_in_background",
 ]

@@ -1,6 +1,7 @@
 """`FaultClient`: fault rules and the request journal of a test server, from Python.
 
-A thin typed layer over ``POST/GET/DELETE /faults`` and ``GET/DELETE /requests``.
+A thin typed layer over ``POST/GET/DELETE /faults`` and ``GET/DELETE /requests``
+(and ``GET /metrics``).
 Each call opens its own short-lived connection (sharing one TLS context), so a
 `FaultClient` has no lifetime to manage: it can be made at module level, used from
 any `trio.run` and dropped.
@@ -13,6 +14,8 @@ import ssl
 from typing import Any
 
 import httpx
+
+from ._metrics import MetricsSnapshot
 
 SCOPE_HEADER = "X-Fault-Scope"
 
@@ -163,6 +166,14 @@ class FaultClient:
         async with self._client() as client:
             response = await client.delete("/requests", params=self._scope_query())
         response.raise_for_status()
+
+    async def metrics(self) -> MetricsSnapshot:
+        """The server's ``GET /metrics``, parsed. Metrics have no scope: they
+        count every request the server handled."""
+        async with self._client() as client:
+            response = await client.get("/metrics")
+        response.raise_for_status()
+        return MetricsSnapshot.parse(response.text)
 
     def _scope_query(self) -> dict[str, str]:
         return {} if self.scope is None else {"scope": self.scope}

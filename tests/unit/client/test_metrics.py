@@ -6,8 +6,6 @@ from __future__ import annotations
 import pytest
 import trio
 import trio.testing
-from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 from trio_resilience import (
     BulkheadConfig,
@@ -22,24 +20,13 @@ from trio_resilience.client.errors import (
     ServiceUnavailableError,
 )
 from trio_resilience.metrics import ClientMetrics
+from trio_resilience.testing import MetricsSnapshot
 
 from .test_client import Script, config
 
 
-def samples(
-    metrics: ClientMetrics,
-) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of the exposition, by name and sorted labels."""
-    text = generate_latest(metrics.registry).decode()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
 def value(metrics: ClientMetrics, name: str, **labels: str) -> float:
-    return samples(metrics).get((name, tuple(sorted(labels.items()))), 0.0)
+    return MetricsSnapshot.of(metrics.registry).value(name, **labels)
 
 
 async def test_attempts_retries_and_calls_are_counted(
@@ -94,11 +81,10 @@ async def test_breaker_transitions_and_state(
         await trio.sleep(5)
         script.outcomes = [200]
         await client.get("/x")
+    snapshot = MetricsSnapshot.of(metrics.registry)
     moves = {
-        (labels["from"], labels["to"]): v
-        for (name, pairs), v in samples(metrics).items()
-        if name == "resilient_client_breaker_transitions_total"
-        for labels in [dict(pairs)]
+        (sample.labels["from"], sample.labels["to"]): sample.value
+        for sample in snapshot.matching("resilient_client_breaker_transitions_total")
     }
     assert moves == {
         ("closed", "open"): 1,

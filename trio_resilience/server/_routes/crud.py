@@ -41,6 +41,7 @@ from .._responses import (
     ErrorDetail,
     ValidationErrorDetail,
     json_response,
+    mark_replayed,
     parse_json_body,
     parse_query,
     request_id_problem,
@@ -204,7 +205,7 @@ def crud_blueprint(
         record = created.record
         headers = {"Location": location(record["id"])}
         if created.replayed:
-            headers["Idempotent-Replayed"] = "true"
+            mark_replayed(headers)
         return json_response(record, 201, headers)
 
     @blueprint.get("")

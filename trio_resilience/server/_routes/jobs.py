@@ -33,6 +33,7 @@ from .._responses import (
     ErrorDetail,
     ValidationErrorDetail,
     json_response,
+    mark_replayed,
     parse_json_body,
     parse_query,
     request_id_problem,
@@ -218,7 +219,7 @@ async def submit_job() -> Response:
         return json_response({"detail": "Job queue is full"}, 503, {"Retry-After": "1"})
     headers = {"Location": f"/api/v1/jobs/{submitted.job_id}"}
     if not submitted.created:
-        headers["Idempotent-Replayed"] = "true"
+        mark_replayed(headers)
     job = await queue.get(submitted.job_id)
     return json_response(job_json(job), 202, headers)
 

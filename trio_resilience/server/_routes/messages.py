@@ -20,6 +20,7 @@ from .._responses import (
     ErrorDetail,
     ValidationErrorDetail,
     json_response,
+    mark_replayed,
     request_id_problem,
     validation_detail,
 )
@@ -123,5 +124,7 @@ async def get_message() -> Response:
     if request_id is None:
         return json_response({"message_id": await new_message()})
     message_id, replayed = await state.messages.get_or_create(request_id, new_message)
-    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    headers: dict[str, str] = {}
+    if replayed:
+        mark_replayed(headers)
     return json_response({"message_id": message_id}, headers=headers)
