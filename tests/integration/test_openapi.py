@@ -129,7 +129,7 @@ async def test_shared_responses_follow_the_layers() -> None:
         for status, response in operation["responses"].items():
             assert "X-Request-ID" in response["headers"], f"{name} {status}"
         assert "400" in operation["responses"], name
-        control = ("/fail/", "/faults", "/health", "/requests")
+        control = ("/fail/", "/faults", "/health", "/metrics", "/requests")
         limited = not name.split(" ", 1)[1].startswith(control)
         assert ("503" in operation["responses"]) is limited, name
         assert ("504" in operation["responses"]) is limited, name
@@ -142,8 +142,8 @@ async def test_shared_responses_follow_the_layers() -> None:
 
 
 async def test_control_token_is_documented_when_set() -> None:
-    """With a control token, writes document 401 and the bearer scheme; reads
-    do not."""
+    """With a control token, writes and GET /metrics document 401 and the bearer
+    scheme; other reads do not."""
     document = await served_document(control_token="s3cret")
     scheme = document["components"]["securitySchemes"]["controlToken"]
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
@@ -154,6 +154,8 @@ async def test_control_token_is_documented_when_set() -> None:
     )
     assert "401" not in every["GET /fail/status"]["responses"]
     assert "security" not in every["GET /health"]
+    assert every["GET /metrics"]["security"] == [{"controlToken": []}]
+    assert "401" in every["GET /metrics"]["responses"]
 
 
 async def test_operation_ids_are_unique() -> None:

@@ -109,6 +109,8 @@ class _Supervisor:
         self.wake_read, self.wake_write = socket.socketpair()
 
     def run(self) -> int:
+        if self.metrics_dir is not None:
+            self.log.info("workers share metrics", directory=self.metrics_dir)
         for sock in (self.wake_read, self.wake_write):
             sock.setblocking(False)
         previous = {
