@@ -4,10 +4,11 @@
 
 Against the raw ASGI app of ``_baselines.py`` on uvicorn, on a CPU of its own, at
 concurrency 1, 10, 50: ``resilient`` (ResilientClient, its default transport),
-``resilient_fallback`` (on ``transport="httpx"``: what the pool buys) and ``httpx``
-(raw ``httpx.AsyncClient``, the baseline) on Trio, ``aiohttp`` (informative) on
-asyncio. Each slice is its own ``trio.run``/``asyncio.run`` (a fresh client, N
-workers, a warm-up, a counted window); slices alternate a b c c b a ...
+``resilient_metrics`` (the same with a ``ClientMetrics`` attached: what the
+metrics cost), ``resilient_fallback`` (on ``transport="httpx"``: what the pool buys)
+and ``httpx`` (raw ``httpx.AsyncClient``, the baseline) on Trio, ``aiohttp``
+(informative) on asyncio. Each slice is its own ``trio.run``/``asyncio.run`` (a
+fresh client, N workers, a warm-up, a counted window); slices alternate a b c c b a ...
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from _common import (
 )
 
 from trio_resilience import BulkheadConfig, ClientConfig, LoggingConfig, ResilientClient
+from trio_resilience.metrics import ClientMetrics
 
 CONCURRENCIES = (1, 10, 50)
 SLICE = 0.5  # target seconds of one measured window
@@ -118,13 +120,16 @@ async def worker(get: Get, tally: Tally, sleep: Sleep, delay: float) -> None:
 
 
 @contextlib.asynccontextmanager
-async def open_resilient(base_url: str, **extra: Any) -> AsyncIterator[Get]:
+async def open_resilient(
+    base_url: str, metrics: bool = False, **extra: Any
+) -> AsyncIterator[Get]:
     bulkhead = BulkheadConfig(max_concurrency=100, acquisition_timeout=30.0)
     logging = LoggingConfig(level="DEBUG")
     config = ClientConfig(
         base_url=base_url, bulkhead=bulkhead, logging=logging, **extra
     )
-    async with ResilientClient(config) as client:
+    attached = ClientMetrics() if metrics else None
+    async with ResilientClient(config, metrics=attached) as client:
         yield httpx_get(client)
 
 
@@ -173,8 +178,10 @@ class Subject:
 
 def subjects() -> list[Subject]:
     forced = functools.partial(open_resilient, transport="httpx")
+    metered = functools.partial(open_resilient, metrics=True)
     return [
         Subject("resilient", "ResilientClient, its default transport", open_resilient),
+        Subject("resilient_metrics", "resilient, with ClientMetrics()", metered),
         Subject("resilient_fallback", 'ResilientClient, transport="httpx"', forced),
         Subject("httpx", "raw httpx.AsyncClient (the baseline)", open_httpx),
         Subject("aiohttp", "aiohttp.ClientSession, on asyncio", open_aiohttp, False),
@@ -183,7 +190,8 @@ def subjects() -> list[Subject]:
 
 CONFIG = (
     "resilient: bulkhead 100 slots (acquisition 30 s), logging at DEBUG, the rest "
-    "default (ClientConfig.limits too); httpx: timeouts 5/30/30/10 s, default "
+    "default (ClientConfig.limits too), no metrics (resilient_metrics: a fresh "
+    "ClientMetrics() per slice); httpx: timeouts 5/30/30/10 s, default "
     "limits; aiohttp: limit=100; all send User-Agent trio-resilience"
 )
 
@@ -292,6 +300,7 @@ RATIOS = {
     "client_vs_httpx": ("resilient", "httpx"),
     "client_fallback_vs_httpx": ("resilient_fallback", "httpx"),
     "client_vs_aiohttp": ("resilient", "aiohttp"),
+    "client_metrics_on_vs_off": ("resilient_metrics", "resilient"),
 }
 
 
@@ -332,6 +341,14 @@ def format_report(results: Sequence[dict[str, Any]], meta: dict[str, Any]) -> st
         lines.append(
             f"c={c:<3} ResilientClient at {ours['median'] / theirs['median']:.2f}x"
             f" aiohttp's calls/s ({theirs['median'] / ours['median']:.2f}x slower),"
+            f" {extra:+,.0f} CPU-µs/call"
+        )
+    for c in CONCURRENCIES:
+        on, off = by_name[f"resilient_metrics_c{c}"], by_name[f"resilient_c{c}"]
+        extra = on["cpu_us_per_call"] - off["cpu_us_per_call"]
+        ratio = on["median"] / off["median"]
+        lines.append(
+            f"c={c:<3} with ClientMetrics / without = {ratio:.3f} calls/s,"
             f" {extra:+,.0f} CPU-µs/call"
         )
     problems = [

@@ -5,7 +5,7 @@ Run::
     python benchmarks/bench_server.py [--quick] [--json PATH] [--duration S]
                                       [--connections N]
 
-Three servers answer ``GET /msg`` with ``{"message_id": "<uuid4>"}``, each started as
+Five servers answer ``GET /msg`` with ``{"message_id": "<uuid4>"}``, each started as
 its own subprocess on 127.0.0.1 (a free port), one at a time:
 
 * ``ours``: ``python -m trio_resilience serve`` with its default settings and INFO
@@ -13,11 +13,13 @@ its own subprocess on 127.0.0.1 (a free port), one at a time:
 * ``ours_faulted``: the same, with 100 live fault rules that never match
   ``GET /msg`` (40 exact paths, 30 globs, 30 scoped rules; `add_fault_rules`), so
   the rule check and the request journal (always on) run on the hot path;
+* ``ours_no_metrics``: ``ours`` with its Prometheus metrics off
+  (``SERVER_METRICS_ENABLED=false``: no per-request counting, no ``/metrics``);
 * ``bare_quart``: a bare `quart_trio.QuartTrio` app with that one route
   (``benchmarks/_baselines.py``);
 * ``raw_asgi``: a raw ASGI callable, no framework (``benchmarks/_baselines.py``).
 
-All three run on Hypercorn's trio worker (``hypercorn.trio.serve`` inside
+All five run on Hypercorn's trio worker (``hypercorn.trio.serve`` inside
 ``trio.run``, one process, access log off). The load generator is ``wrk`` (one
 thread, ``--latency``), or a Python one if ``wrk`` is not installed. With ``taskset``
 and two CPUs, the server is pinned to the first CPU and the load generator to the
@@ -29,7 +31,7 @@ must answer 200 with a UUID4), warmed up for ``--warmup`` seconds, measured for
 are interleaved round-robin, one run each per round, in a rotating order.
 
 ``raw_asgi`` is also the load generator's headroom check: if it reaches a clearly
-higher rate than the other two with the same generator, connections and pinning,
+higher rate than the others with the same generator, connections and pinning,
 the generator is not what limits them.
 """
 
@@ -87,6 +89,8 @@ TARGET_VS_BARE_QUART = 0.85
 TARGET_FAULTED_VS_OURS = 0.9
 """100 non-matching fault rules may cost at most 10%."""
 TARGET_FAULTED_VS_BARE_QUART = 0.9
+TARGET_METRICS_ON_VS_OFF = 0.95
+"""The metrics may cost at most 5%."""
 FAULT_RULES = 100
 HEADROOM_CLEAR = 1.2
 """raw_asgi at least this much faster than the others counts as clear headroom."""
@@ -97,6 +101,7 @@ WRK_TIMEOUT = "5s"
 
 OURS = "ours"
 OURS_FAULTED = "ours_faulted"
+OURS_NO_METRICS = "ours_no_metrics"
 BARE_QUART = "bare_quart"
 RAW_ASGI = "raw_asgi"
 
@@ -110,13 +115,17 @@ class ServerSpec:
     description: str
     fault_rules: int = 0
     """Non-matching fault rules added once the server is up."""
+    metrics: bool = True
+    """Ours only: False sets ``SERVER_METRICS_ENABLED=false``."""
 
     def launch(self, port: int, workdir: Path, run_no: int) -> Launch:
         python = sys.executable
         env = {k: v for k, v in os.environ.items() if not k.startswith("SERVER_")}
-        if self.name in (OURS, OURS_FAULTED):
+        if self.name in (OURS, OURS_FAULTED, OURS_NO_METRICS):
             log_file = workdir / f"{self.name}-{run_no}.log"
             env["SERVER_LOG_FILE"] = str(log_file)
+            if not self.metrics:
+                env["SERVER_METRICS_ENABLED"] = "false"
             argv = [
                 python,
                 "-m",
@@ -155,6 +164,11 @@ SERVERS = [
         OURS_FAULTED,
         f"ours, plus {FAULT_RULES} live fault rules none of which matches GET /msg",
         fault_rules=FAULT_RULES,
+    ),
+    ServerSpec(
+        OURS_NO_METRICS,
+        "ours, with SERVER_METRICS_ENABLED=false (no counting, no /metrics)",
+        metrics=False,
     ),
     ServerSpec(BARE_QUART, "QuartTrio app, one route, no middleware, no logging"),
     ServerSpec(RAW_ASGI, "raw ASGI callable, no framework, no logging"),
@@ -538,7 +552,7 @@ def run_benchmark(
                 load = sample.load
                 errors = f", {load.error_count} errors" if load.error_count else ""
                 print(
-                    f"  [{run_no}/{total}] {subject.name:<10} "
+                    f"  [{run_no}/{total}] {subject.name:<15} "
                     f"{load.requests_per_s:>9,.0f} req/s  p50 {load.p50_ms:6.2f} ms  "
                     f"p99 {load.p99_ms:6.2f} ms{errors}",
                     file=sys.stderr,
@@ -597,6 +611,7 @@ def build_ratios(results: Sequence[dict[str, Any]]) -> dict[str, float]:
         "faulted_vs_ours": median[OURS_FAULTED] / median[OURS],
         "faulted_vs_bare_quart": median[OURS_FAULTED] / median[BARE_QUART],
         "bare_quart_vs_raw_asgi": median[BARE_QUART] / median[RAW_ASGI],
+        "metrics_on_vs_off": median[OURS] / median[OURS_NO_METRICS],
     }
 
 
@@ -655,18 +670,18 @@ def format_table(
         lines.append(f"NOTE: {meta['note']}")
     lines.append("")
     header = (
-        f"{'server':<12} {'median':>8} {'min':>8} {'max':>8} {'spread':>7} "
+        f"{'server':<15} {'median':>8} {'min':>8} {'max':>8} {'spread':>7} "
         f"{'p50':>7} {'p99':>7} {'x raw':>6} {'srv CPU':>8} {'gen CPU':>8}"
     )
     units = (
-        f"{'':<12} {'req/s':>8} {'req/s':>8} {'req/s':>8} {'':>7} {'ms':>7} {'ms':>7}"
+        f"{'':<15} {'req/s':>8} {'req/s':>8} {'req/s':>8} {'':>7} {'ms':>7} {'ms':>7}"
     )
     lines += [header, units, ""]
     raw = next(r["median"] for r in results if r["name"] == RAW_ASGI)
     for r in results:
         spread = (r["max"] - r["min"]) / r["median"] * 100
         lines.append(
-            f"{r['name']:<12} {r['median']:>8,.0f} {r['min']:>8,.0f} {r['max']:>8,.0f} "
+            f"{r['name']:<15} {r['median']:>8,.0f} {r['min']:>8,.0f} {r['max']:>8,.0f} "
             f"{spread:>6.1f}% {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} "
             f"{r['median'] / raw:>5.2f}x {percent(r['server_cpu']):>8} "
             f"{percent(r['generator_cpu']):>8}"
@@ -676,6 +691,7 @@ def format_table(
         return f"(target >= {target}: {'met' if ratio >= target else 'NOT met'})"
 
     faulted, faulted_quart = ratios["faulted_vs_ours"], ratios["faulted_vs_bare_quart"]
+    metrics = ratios["metrics_on_vs_off"]
     lines += [
         "",
         f"ours / bare_quart      = {ratios['server_vs_bare_quart']:.3f}   "
@@ -686,6 +702,8 @@ def format_table(
         + verdict(faulted_quart, TARGET_FAULTED_VS_BARE_QUART),
         f"bare_quart / raw_asgi  = {ratios['bare_quart_vs_raw_asgi']:.3f}   "
         "(what Quart itself costs)",
+        f"ours / ours_no_metrics = {metrics:.3f}   "
+        + verdict(metrics, TARGET_METRICS_ON_VS_OFF),
         "",
         *headroom_text(results),
         "",
@@ -721,7 +739,7 @@ def format_table(
                 WIDTH,
             )
     lines += ["", "What each line measures:"]
-    lines += [f"  {r['name']:<12} {r['description']}" for r in results]
+    lines += [f"  {r['name']:<15} {r['description']}" for r in results]
     lines += [
         "",
         "median/min/max: of the measured runs' requests/s; p50, p99, srv CPU and gen "
@@ -847,6 +865,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "target_server_vs_bare_quart": TARGET_VS_BARE_QUART,
             "target_faulted_vs_ours": TARGET_FAULTED_VS_OURS,
             "target_faulted_vs_bare_quart": TARGET_FAULTED_VS_BARE_QUART,
+            "target_metrics_on_vs_off": TARGET_METRICS_ON_VS_OFF,
         }
         args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
         print(f"\nwrote {args.json}")

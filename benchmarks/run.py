@@ -77,6 +77,7 @@ TARGETS = {
     "server_vs_bare_quart": 0.85,
     "faulted_vs_ours": 0.9,
     "faulted_vs_bare_quart": 0.9,
+    "metrics_on_vs_off": 0.95,
     "client_vs_httpx_c1": 1.5,
     "client_vs_httpx_c10": 2.5,
     "client_vs_httpx_c50": 2.5,

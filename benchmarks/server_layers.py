@@ -11,9 +11,10 @@ generator are out of the picture and what is left is the app's own work. Two tab
 
 * each middleware layer alone around a do-nothing app (its own cost in µs);
 * whole stacks around the real app: the Quart app without middleware, with the
-  connection layer, with the request log, every layer without fault rules, every
-  layer with 100 live fault rules none of which matches, and the bare Quart-Trio
-  baseline of ``bench_server.py`` (``benchmarks/_baselines.py``).
+  connection layer, with the request log, every layer without fault rules (with
+  the Prometheus metrics, as served, and with them off: ``metrics_enabled=False``),
+  every layer with 100 live fault rules none of which matches, and the bare
+  Quart-Trio baseline of ``bench_server.py`` (``benchmarks/_baselines.py``).
 
 Every stack is measured once per round, rounds interleaved; the figure is the
 minimum over the rounds (the least disturbed), with the median beside it. The
@@ -116,10 +117,10 @@ async def measure(
 
 
 def table(title: str, samples: dict[str, list[float]]) -> list[str]:
-    lines = [title, f"  {'':34} {'min':>8} {'median':>8}"]
+    lines = [title, f"  {'':40} {'min':>8} {'median':>8}"]
     for name, values in samples.items():
         lines.append(
-            f"  {name:34} {min(values):>6.1f}us {statistics.median(values):>6.1f}us"
+            f"  {name:40} {min(values):>6.1f}us {statistics.median(values):>6.1f}us"
         )
     return lines
 
@@ -145,8 +146,10 @@ async def run(requests: int, rounds: int, log_file: Path) -> list[str]:
     }
     layer_samples = await measure(layers, requests, rounds)
 
+    metrics_off = settings.model_copy(update={"metrics_enabled": False})
+
     def stack(name: str) -> Any:
-        app = create_app(settings)
+        app = create_app(metrics_off if name.endswith("metrics off") else settings)
         inner = type(app).asgi_app.__get__(app)  # the Quart app, unwrapped
         state = app.state
         if name == "app alone":
@@ -157,7 +160,7 @@ async def run(requests: int, rounds: int, log_file: Path) -> list[str]:
             app.asgi_app = ConnectionMiddleware(
                 ErrorHandlingMiddleware(RequestLoggingMiddleware(inner, state.journal))
             )
-        elif name == "every layer, no fault rules":
+        elif name.startswith("every layer, no fault rules"):
             app.asgi_app = wrap(
                 inner,
                 timeout=30,
@@ -165,6 +168,7 @@ async def run(requests: int, rounds: int, log_file: Path) -> list[str]:
                 settings=settings,
                 journal=state.journal,
                 faults=None,
+                metrics=state.metrics,  # None with the metrics off
             )
         else:  # every layer as served, plus 100 rules that never match
             add_non_matching_rules(app, 100)
@@ -175,6 +179,7 @@ async def run(requests: int, rounds: int, log_file: Path) -> list[str]:
         "app + connection",
         "app + connection, request log",
         "every layer, no fault rules",
+        "every layer, no fault rules, metrics off",
         "every layer, 100 fault rules",
     ]
     async with AsyncExitStack() as running:
@@ -189,6 +194,7 @@ async def run(requests: int, rounds: int, log_file: Path) -> list[str]:
     bare = min(app_samples["bare Quart-Trio (baseline)"])
     served = min(app_samples["every layer, 100 fault rules"])
     plain = min(app_samples["every layer, no fault rules"])
+    no_metrics = min(app_samples["every layer, no fault rules, metrics off"])
     return [
         f"GET /msg in process, {requests} requests x {rounds} rounds per stack",
         "",
@@ -198,6 +204,8 @@ async def run(requests: int, rounds: int, log_file: Path) -> list[str]:
         "",
         f"bare / every layer, 100 rules = {bare / served:.3f} (in-process req/s ratio)",
         f"100 rules cost {served / plain - 1:+.1%} against none",
+        f"metrics cost {plain - no_metrics:+.1f}us per request (every layer, no rules)",
+        f"on / off = {no_metrics / plain:.3f} (in-process req/s ratio, target >= 0.95)",
     ]
 
 

@@ -130,6 +130,20 @@ async def test_connection_close_request_is_followed_by_eof() -> None:
             await conn.wait_eof()
 
 
+async def test_a_connection_serves_more_than_1000_requests_without_an_error() -> None:
+    """Hypercorn would close it after its 1000th request, racing that response's
+    last write (an "unhandled error" logged); here it stays open."""
+    msg = b"GET /msg HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    with capture_logs() as logs:
+        async with serve_in_background() as base_url, connect(base_url) as conn:
+            for n in range(1_100):
+                await conn.send(msg)
+                with trio.fail_after(5):
+                    response = await conn.response()
+                assert (response.status, response.closes) == (200, False), n
+    assert [e for e in logs if e["log_level"] == "error"] == []
+
+
 async def test_http_1_0_response_is_followed_by_eof() -> None:
     """A response to an HTTP/1.0 request is followed by EOF within 0.5 s."""
     async with serve_in_background() as base_url, connect(base_url) as conn:

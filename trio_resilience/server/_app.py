@@ -281,7 +281,8 @@ def _register_error_handlers(app: ResilienceTestApp) -> None:
             for name, value in error.get_headers()
             if name.lower() != "content-type"
         }
-        return {"detail": error.name}, error.code or 500, headers
+        # A ready Response skips quart-schema's conversion of a returned dict.
+        return json_response({"detail": error.name}, error.code or 500, headers)
 
     @app.errorhandler(Exception)
     async def unexpected_error(error: Exception) -> Any:

@@ -86,6 +86,11 @@ class RouteLabels:
         self._cache: dict[tuple[str, str], str] = {}
         self._max_cached = max_cached
 
+    @property
+    def cached(self) -> int:
+        """How many answers are kept now (at most ``max_cached``)."""
+        return len(self._cache)
+
     def __call__(self, method: str, path: str) -> str:
         key = (method, path)
         label = self._cache.get(key)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -31,6 +32,11 @@ def hypercorn_config(settings: ServerSettings) -> Config:
     config.bind = [f"{host}:{settings.port}"]
     config.graceful_timeout = settings.shutdown_grace_period
     config.keep_alive_timeout = settings.keep_alive_timeout
+    # Hypercorn closes a connection after its 1000th request by default, and on
+    # Trio that close races the response's last write: a BusyResourceError,
+    # logged as an unhandled error. Connections here end by keep_alive_timeout,
+    # Connection: close, or shutdown.
+    config.keep_alive_max_requests = sys.maxsize
     config.accesslog = None
     # Hypercorn's messages go through the standard library, so the renderer set up
     # by `configure_logging` formats them like the server's own lines.
