@@ -179,6 +179,58 @@ async def test_cancel_a_waiting_and_a_running_job_from_another_queue(
         assert [job_id for job_id, _ in runs].count(waiting) == 0
 
 
+async def test_on_finished_is_called_once_per_job_by_the_process_that_ended_it(
+    redis_url: str,
+) -> None:
+    """Two queues (two processes): a waiting job cancelled by one is reported by
+    that one; a running job cancelled from the other is reported by the queue
+    that ran it; a completed and a failed job are reported once, wherever they
+    ran."""
+    ended: dict[str, list[tuple[str, JobStatus]]] = {"runner": [], "other": []}
+
+    def hook(name: str) -> Any:
+        return lambda job: ended[name].append((job.id, job.status))
+
+    async with (
+        queue_on(redis_url, workers=1, on_finished=hook("runner")) as runner,
+        queue_on(redis_url, workers=1, on_finished=hook("other")) as other,
+    ):
+        running = await runner.submit("hang")
+        await until(lambda: _status_is(runner, running, JobStatus.RUNNING))
+        busy = await other.submit("hang")
+        await until(lambda: _status_is(other, busy, JobStatus.RUNNING))
+        waiting = await other.submit("echo")
+        await other.cancel(waiting)
+        assert ended == {"runner": [], "other": [(waiting, JobStatus.CANCELLED)]}
+        await other.cancel(running)
+        await until(lambda: _status_is(other, running, JobStatus.CANCELLED))
+        await until(lambda: _reported(ended, running))
+        assert ended["runner"] == [(running, JobStatus.CANCELLED)]
+        done = await other.submit("echo")
+        failed = await other.submit("boom")
+        await other.wait(done)
+        await other.wait(failed)
+        await until(lambda: _reported(ended, failed))
+        await other.cancel(busy)
+        await until(lambda: _reported(ended, busy))
+    everything = sorted(ended["runner"] + ended["other"])
+    assert everything == sorted(
+        [
+            (waiting, JobStatus.CANCELLED),
+            (running, JobStatus.CANCELLED),
+            (done, JobStatus.COMPLETED),
+            (failed, JobStatus.FAILED),
+            (busy, JobStatus.CANCELLED),
+        ]
+    )
+    assert (busy, JobStatus.CANCELLED) in ended["other"]
+
+
+async def _reported(ended: dict[str, list[tuple[str, JobStatus]]], job_id: str) -> bool:
+    await trio.lowlevel.checkpoint()
+    return any(found == job_id for lst in ended.values() for found, _ in lst)
+
+
 async def test_a_dead_consumers_job_runs_again_elsewhere(redis_url: str) -> None:
     """A queue cancelled without recording (as when its process dies) leaves its
     running job; another queue takes it over once the lease lapses, attempt 2."""

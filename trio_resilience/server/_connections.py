@@ -9,7 +9,7 @@ unread request body, closed during shutdown, otherwise kept alive until Hypercor
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import trio
 
@@ -40,6 +40,7 @@ class Exchange:
         "_receive",
         "_send",
         "_stopping",
+        "_unsent",
         "body_pending",
         "client_gone",
         "fault",
@@ -66,6 +67,10 @@ class Exchange:
         """The client hung up before the response was complete."""
         self.started = False
         self.finished = False
+        """The whole response has been handed to the server: its final message,
+        or the body bytes that complete its ``Content-Length``."""
+        self._unsent: int | None = None
+        """Body bytes the response's ``Content-Length`` still promises."""
         self.status = 0
         self.outcome: str | None = None
         self.fault: str | None = None
@@ -82,11 +87,12 @@ class Exchange:
 
     def end(self) -> None:
         """The exchange is over as far as the client can tell: run the `on_end`
-        callback, once. Called just before the last byte of a response leaves,
-        and before a fault drops the connection, so that what the callback
-        records (the request log, the journal) is there before the client can
-        see the end; the outermost layers call it again when the request returns,
-        for every other ending."""
+        callback, once. Called just before the last byte of a response leaves
+        (the write completing its ``Content-Length``, or its final message), and
+        before a fault drops the connection, so that what the callback records
+        (the request log, the journal, the metrics) is there before the client
+        can see the end; the outermost layers call it again when the request
+        returns, for every other ending."""
         callback, self._on_end = self._on_end, None
         if callback is not None:
             callback()
@@ -120,7 +126,19 @@ class Exchange:
                 # An unread body would be taken for the next request; a stopping
                 # server keeps no connection. Either way the client must know.
                 message["headers"] = [*headers, CLOSE]
-        elif kind == "http.response.body" and not message.get("more_body", False):
+            self._unsent = _content_length(headers)
+        elif kind != "http.response.body":
+            pass
+        elif message.get("more_body", False):
+            # Quart sends a body, then an empty final message: the client has
+            # the whole response once the bytes its Content-Length promises are
+            # written, before that final message.
+            if self._unsent is not None and (body := message.get("body", b"")):
+                self._unsent -= len(body)
+                if self._unsent <= 0:
+                    self.finished = True
+                    self.end()
+        else:
             self.finished = True
             self.end()
             # Hypercorn runs the connection's end of the exchange (recycle it for
@@ -132,6 +150,13 @@ class Exchange:
                 await self._send(message)
             return
         await self._send(message)
+
+
+def _content_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
+    for name, value in headers:
+        if name.lower() == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
 
 
 def announces_body(scope: Scope) -> bool:
