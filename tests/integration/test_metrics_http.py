@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import httptools
 import httpx
@@ -15,6 +16,8 @@ import trio
 
 from trio_resilience.server import ServerSettings
 from trio_resilience.testing import FaultClient, MetricsSnapshot, serve_in_background
+
+from .conftest import start_redis
 
 P = "resilience_server"
 REQUESTS = f"{P}_requests_total"
@@ -219,6 +222,28 @@ async def test_labels_stay_bounded_under_10000_distinct_paths() -> None:
     assert len(got.matching(REQUESTS)) == 2
     assert got.value(REQUESTS, route="unmatched", status="404") == 10_000
     assert got.value(REQUESTS, route="/api/v1/items/{record_id}") == 1_000
+
+
+async def test_with_redis_gone_the_metrics_are_served_without_the_job_gauges(
+    tmp_path: Path,
+) -> None:
+    """The job gauges come from Redis; while it is away the rest is still served
+    (a scrape that failed would hide what the server did meanwhile)."""
+    redis = start_redis(tmp_path)
+    try:
+        async with serve_in_background(settings(state_url=redis.url())) as url:
+            faults = FaultClient(url)
+            assert (await faults.metrics()).matching(f"{P}_jobs_queued") != []
+            redis.process.terminate()
+            redis.process.wait(10)
+            with trio.fail_after(10):
+                got = await faults.metrics()
+    finally:
+        if redis.process.poll() is None:
+            redis.process.kill()
+        redis.process.wait()
+    assert got.matching(f"{P}_jobs_queued") == []
+    assert got.value(REQUESTS, route="/metrics", status="200") == 1
 
 
 async def test_metrics_are_never_faulted() -> None:

@@ -47,6 +47,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, RequestRedirect
 
 from ..jobs import Job, JobQueueStatistics
+from ..metrics import LATENCY_BUCKETS
 
 PREFIX = "resilience_server"
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -57,10 +58,6 @@ METHODS = frozenset(
 )
 """Methods that are their own ``method`` label; any other is ``other``."""
 NO_RESPONSE = "none"
-LATENCY_BUCKETS = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-    30.0, 60.0,
-)  # fmt: skip
 JOB_BUCKETS = (
     0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
 )  # fmt: skip
