@@ -346,7 +346,7 @@ class ResilientClient:
                 assert attempt.exception is not None
                 if metrics is not None:
                     metrics.attempt(method, attempt.exception)
-                    metrics.retries.labels(method).inc()
+                    metrics.retried(method).inc()
                 self._log_attempt(
                     logging.INFO, method, url, request_id, number,
                     attempt.exception, started, next_delay=attempt.next_wait,
@@ -402,7 +402,7 @@ class ResilientClient:
             return self._build_request(method, url, request_id, build_kwargs)
 
         metrics = self._metrics
-        on_hedge = None if metrics is None else metrics.hedges.labels(method).inc
+        on_hedge = None if metrics is None else metrics.hedged(method).inc
         return await race(send, request, copy, hedging, budget, on_hedge)
 
     async def _send_guarded(

@@ -35,7 +35,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import trio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -47,7 +46,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, RequestRedirect
 
 from ..jobs import Job, JobQueueStatistics
-from ..metrics import LATENCY_BUCKETS
+from ..metrics import LATENCY_BUCKETS, Children
 
 PREFIX = "resilience_server"
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -168,9 +167,14 @@ class ServerMetrics:
             f"{PREFIX}_job_duration_seconds", "Run time of the jobs that ran.",
             ["type"], buckets=JOB_BUCKETS, registry=reg,
         )  # fmt: skip
-        # (method, route, status) -> the children of `requests` and `duration`:
-        # one dictionary lookup per request instead of two label lookups.
-        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self._requests = Children(self.requests)
+        self._duration = Children(self.duration)
+        self._shed = Children(self.shed)
+        self._timeouts = Children(self.timeouts)
+        self._injected = Children(self.injected)
+        self._replays = Children(self.replays)
+        self._jobs_finished = Children(self.jobs_finished)
+        self._job_duration = Children(self.job_duration)
         self._scraped: CollectorRegistry = self.registry
         if self.multiprocess_dir is not None:
             self._scraped = CollectorRegistry()
@@ -190,32 +194,24 @@ class ServerMetrics:
         if method not in METHODS:
             method = "other"
         route = self.routes(method, path)
-        key = (method, route, NO_RESPONSE if status is None else str(status))
-        children = self._children.get(key)
-        if children is None:
-            children = self._children[key] = (
-                self.requests.labels(*key),
-                self.duration.labels(method, route),
-            )
-        count, latency = children
-        count.inc()
-        latency.observe(seconds)
+        self._requests(
+            method, route, NO_RESPONSE if status is None else str(status)
+        ).inc()
+        self._duration(method, route).observe(seconds)
         if outcome == "shed":
-            self.shed.labels(route).inc()
+            self._shed(route).inc()
         elif outcome == "timeout":
-            self.timeouts.labels(route).inc()
+            self._timeouts(route).inc()
         if fault_kind is not None:
-            self.injected.labels(route, fault_kind).inc()
+            self._injected(route, fault_kind).inc()
         if replayed:
-            self.replays.labels(route).inc()
+            self._replays(route).inc()
 
     def job_finished(self, job: Job) -> None:
         """Count a job that just ended (the job queue calls this)."""
-        self.jobs_finished.labels(job.type, job.status.value).inc()
+        self._jobs_finished(job.type, job.status.value).inc()
         if job.started_at is not None:
-            self.job_duration.labels(job.type).observe(
-                trio.current_time() - job.started_at
-            )
+            self._job_duration(job.type).observe(trio.current_time() - job.started_at)
 
     def exposition(self, jobs: JobQueueStatistics | None) -> bytes:
         """Everything in the Prometheus text format; ``jobs`` is the job queue's
