@@ -255,10 +255,28 @@ async def test_metrics_are_never_faulted() -> None:
             assert (await client.get("/msg")).status_code == 500
             response = await client.get("/metrics")
         assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/plain")
+        assert response.headers["content-type"] == (
+            "text/plain; version=0.0.4; charset=utf-8"
+        )
         got = MetricsSnapshot.parse(response.text)
     assert got.value(INJECTED, route="/msg", kind="status") == 1
     assert not got.matching(INJECTED, route="/metrics")
+
+
+async def test_a_scraper_asking_for_openmetrics_gets_it() -> None:
+    async with serve_in_background(settings()) as url:
+        async with httpx.AsyncClient(base_url=url) as client:
+            await client.get("/msg")
+            accept = "application/openmetrics-text;version=1.0.0;q=0.9,*/*;q=0.1"
+            response = await client.get("/metrics", headers={"Accept": accept})
+    assert response.headers["content-type"].startswith(
+        "application/openmetrics-text; version=1.0.0"
+    )
+    assert response.text.endswith("# EOF\n")
+    assert (
+        'resilience_server_requests_total{method="GET",route="/msg",status="200"} 1.0'
+        in response.text
+    )
 
 
 async def test_with_a_control_token_reading_metrics_needs_it() -> None:

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator
 import trio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.exposition import generate_latest
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from werkzeug.exceptions import MethodNotAllowed, NotFound
@@ -213,15 +213,19 @@ class ServerMetrics:
         if job.started_at is not None:
             self._job_duration(job.type).observe(trio.current_time() - job.started_at)
 
-    def exposition(self, jobs: JobQueueStatistics | None) -> bytes:
-        """Everything in the Prometheus text format; ``jobs`` is the job queue's
-        state now (None while it is not running)."""
-        text = generate_latest(self._scraped)
-        if jobs is None:
-            return text
-        snapshot = CollectorRegistry(auto_describe=False)
-        snapshot.register(_Snapshot(jobs))
-        return text + generate_latest(snapshot)
+    def exposition(
+        self, jobs: JobQueueStatistics | None, accept: str = ""
+    ) -> tuple[bytes, str]:
+        """Everything, as the ``Accept`` header ``accept`` asks (prometheus-client's
+        negotiation: OpenMetrics when asked for, else the Prometheus text format),
+        and its content type. ``jobs`` is the job queue's state now (None while
+        it is not running)."""
+        scrape = CollectorRegistry(auto_describe=False)
+        scrape.register(self._scraped)
+        if jobs is not None:
+            scrape.register(_Snapshot(jobs))
+        encode, content_type = choose_encoder(accept)
+        return encode(scrape), content_type
 
 
 class _Snapshot(Collector):

@@ -9,6 +9,9 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
 
 from trio_resilience.jobs import (
     HandlerRegistry,
@@ -125,12 +128,39 @@ def test_two_instances_count_apart() -> None:
 
 def test_the_job_gauges_come_from_the_statistics_given() -> None:
     metrics = make_metrics()
-    without = MetricsSnapshot.parse(metrics.exposition(None).decode())
+    text, content_type = metrics.exposition(None)
+    assert content_type == "text/plain; version=0.0.4; charset=utf-8"
+    without = MetricsSnapshot.parse(text.decode())
     assert not without.matching("resilience_server_jobs_queued")
     stats = JobQueueStatistics(workers=2, pending=3, running=2, retained=9)
-    got = MetricsSnapshot.parse(metrics.exposition(stats).decode())
+    got = MetricsSnapshot.parse(metrics.exposition(stats)[0].decode())
     assert got.value("resilience_server_jobs_queued") == 3
     assert got.value("resilience_server_jobs_running") == 2
+
+
+def test_openmetrics_is_served_when_asked_for() -> None:
+    """One document (a single ``# EOF``), job gauges included, that
+    prometheus-client's OpenMetrics parser reads."""
+    metrics = make_metrics()
+    metrics.request_finished("GET", "/msg", 200, "ok", 0.001, None, False)
+    stats = JobQueueStatistics(workers=1, pending=4, running=1, retained=0)
+    accept = "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"
+    body, content_type = metrics.exposition(stats, accept)
+    assert content_type.startswith("application/openmetrics-text; version=1.0.0")
+    text = body.decode()
+    assert text.endswith("# EOF\n")
+    assert text.count("# EOF") == 1
+    values = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in openmetrics_families(text)
+        for sample in family.samples
+    }
+    key = (
+        "resilience_server_requests_total",
+        (("method", "GET"), ("route", "/msg"), ("status", "200")),
+    )
+    assert values[key] == 1
+    assert values[("resilience_server_jobs_queued", ())] == 4
 
 
 def job_registry() -> HandlerRegistry:

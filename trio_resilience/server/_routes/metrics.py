@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from quart import Blueprint, Response
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS
+from quart import Blueprint, Response, request
 from quart_schema import tag
 
 from ..._backend import BackendUnavailableError
@@ -19,8 +20,11 @@ blueprint = Blueprint("metrics", __name__)
 @tag(["metrics"])
 @document_content_response(
     200,
-    description="Every metric, in the Prometheus text format (version 0.0.4).",
-    content={CONTENT_TYPE_LATEST: None},
+    description=(
+        "Every metric: in the Prometheus text format, or in OpenMetrics when the "
+        "Accept header asks for application/openmetrics-text."
+    ),
+    content={CONTENT_TYPE_PLAIN_0_0_4: None, OPENMETRICS: None},
 )
 async def metrics() -> Response:
     """Requests, faults, sheds, timeouts, replays and jobs, for Prometheus.
@@ -39,4 +43,7 @@ async def metrics() -> Response:
             jobs = await backend.statistics()
         except BackendUnavailableError as error:
             get_logger().warning("job statistics unavailable", error=str(error))
-    return Response(state.metrics.exposition(jobs), content_type=CONTENT_TYPE_LATEST)
+    body, content_type = state.metrics.exposition(
+        jobs, request.headers.get("Accept", "")
+    )
+    return Response(body, content_type=content_type)
