@@ -22,6 +22,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -75,6 +76,21 @@ class ServerProcess:
 
 
 Server = TypeVar("Server", bound=ServerProcess)
+
+
+def callgrind_instructions(argv: Sequence[str]) -> int:
+    """The instructions ``argv`` runs, counted by valgrind's callgrind (whatever
+    else the machine is doing)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+        done = subprocess.run(
+            [*command, *argv], capture_output=True, text=True, check=True
+        )
+    found = re.search(r"refs:\s+([\d,]+)", done.stderr)
+    if found is None:
+        raise RuntimeError(f"no instruction count in valgrind's output:\n{done.stderr}")
+    return int(found.group(1).replace(",", ""))
 
 
 def free_port() -> int:

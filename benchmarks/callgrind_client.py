@@ -1,4 +1,5 @@
-"""Instructions per GET for ResilientClient and raw httpx, counted by callgrind.
+"""Instructions per GET for ResilientClient (with and without ClientMetrics) and raw
+httpx, counted by callgrind.
 
 Run (needs valgrind and the bench extra)::
 
@@ -14,22 +15,22 @@ calls/s on a shared machine drift.
 from __future__ import annotations
 
 import argparse
-import re
-import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from _common import HOST, uvicorn_server
+from _common import HOST, callgrind_instructions, uvicorn_server
 
 CLIENT = """
 import sys, trio
 base, n, kind = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 async def main():
-    if kind == "resilient":
+    if kind.startswith("resilient"):
         from trio_resilience import ClientConfig, ResilientClient
-        client = ResilientClient(ClientConfig(base_url=base))
+        from trio_resilience.metrics import ClientMetrics
+        metrics = ClientMetrics() if kind == "resilient_metrics" else None
+        client = ResilientClient(ClientConfig(base_url=base), metrics=metrics)
     else:
         import httpx
         client = httpx.AsyncClient(base_url=base, headers={"User-Agent": "x"})
@@ -42,15 +43,9 @@ BASE_CALLS = 200
 
 
 def instructions(script: Path, base_url: str, calls: int, kind: str) -> int:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
-        command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
-        command += [sys.executable, str(script), base_url, str(calls), kind]
-        done = subprocess.run(command, capture_output=True, text=True, check=True)
-    found = re.search(r"refs:\s+([\d,]+)", done.stderr)
-    if found is None:
-        raise RuntimeError(f"no instruction count in valgrind's output:\n{done.stderr}")
-    return int(found.group(1).replace(",", ""))
+    return callgrind_instructions(
+        [sys.executable, str(script), base_url, str(calls), kind]
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,12 +60,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         script.write_text(CLIENT)
         base_url = f"http://{HOST}:{server.port}"
         per_call = {}
-        for kind in ("resilient", "httpx"):
+        for kind in ("resilient", "resilient_metrics", "httpx"):
             low = instructions(script, base_url, BASE_CALLS, kind)
             high = instructions(script, base_url, BASE_CALLS + args.calls, kind)
             per_call[kind] = (high - low) / args.calls
-            print(f"{kind:<10} {per_call[kind] / 1000:8.0f}k instructions per GET")
+            print(f"{kind:<17} {per_call[kind] / 1000:8.0f}k instructions per GET")
     print(f"ratio httpx / resilient: {per_call['httpx'] / per_call['resilient']:.2f}")
+    metered = per_call["resilient_metrics"] - per_call["resilient"]
+    print(
+        f"ClientMetrics: {metered / 1000:+.1f}k instructions per GET"
+        f" ({metered / per_call['resilient']:+.1%})"
+    )
     return 0
 
 
