@@ -16,6 +16,7 @@ import trio
 from ._asgi import EXCHANGE_KEY, ASGIApp, Message, Receive, Scope, Send
 
 CLOSE = (b"connection", b"close")
+NO_BODY_STATUSES = frozenset({204, 304})
 _HTTP1 = frozenset({"1.0", "1.1"})
 
 
@@ -35,6 +36,7 @@ class Exchange:
     """
 
     __slots__ = (
+        "_head",
         "_http1",
         "_on_end",
         "_receive",
@@ -61,6 +63,7 @@ class Exchange:
         # HTTP/2 and 3 have no Connection header (h2 refuses to send one); their
         # streams end on their own, and Hypercorn ends the connection at shutdown.
         self._http1 = scope.get("http_version") in _HTTP1
+        self._head = scope.get("method") == "HEAD"
         self.body_pending = announces_body(scope)
         """The request has a body that has not been received in full yet."""
         self.client_gone = False
@@ -68,7 +71,8 @@ class Exchange:
         self.started = False
         self.finished = False
         """The whole response has been handed to the server: its final message,
-        or the body bytes that complete its ``Content-Length``."""
+        the body bytes that complete its ``Content-Length``, or its head when it
+        has no body (HEAD, 204, 304, ``Content-Length: 0``)."""
         self._unsent: int | None = None
         """Body bytes the response's ``Content-Length`` still promises."""
         self.status = 0
@@ -88,7 +92,8 @@ class Exchange:
     def end(self) -> None:
         """The exchange is over as far as the client can tell: run the `on_end`
         callback, once. Called just before the last byte of a response leaves
-        (the write completing its ``Content-Length``, or its final message), and
+        (the write completing its ``Content-Length``, its final message, or its
+        head when it has no body), and
         before a fault drops the connection, so that what the callback records
         (the request log, the journal, the metrics) is there before the client
         can see the end; the outermost layers call it again when the request
@@ -127,6 +132,10 @@ class Exchange:
                 # server keeps no connection. Either way the client must know.
                 message["headers"] = [*headers, CLOSE]
             self._unsent = _content_length(headers)
+            if self._head or self._unsent == 0 or self.status in NO_BODY_STATUSES:
+                # The head is the whole response: the client has it once written.
+                self.finished = True
+                self.end()
         elif kind != "http.response.body":
             pass
         elif message.get("more_body", False):

@@ -14,7 +14,7 @@ from trio_resilience.server._connections import Exchange
 SCOPE = {"type": "http", "http_version": "1.1", "method": "GET", "headers": []}
 
 
-def exchange(events: list[str]) -> Exchange:
+def exchange(events: list[str], method: str = "GET") -> Exchange:
     async def receive() -> Message:
         raise AssertionError("not read")
 
@@ -23,7 +23,7 @@ def exchange(events: list[str]) -> Exchange:
         kind = message["type"].removeprefix("http.response.")
         events.append(kind if kind == "start" else f"body {message['body']!r}")
 
-    made = Exchange(SCOPE, receive, send, lambda: False)
+    made = Exchange({**SCOPE, "method": method}, receive, send, lambda: False)
     made.on_end(lambda: events.append("end"))
     return made
 
@@ -80,3 +80,26 @@ async def test_end_runs_before_the_write_that_completes_the_response(
     assert made.finished is ("end" in expected)
     made.end()  # the outer layers' call: the callback runs once in all
     assert events.count("end") == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "head"),
+    [
+        ("HEAD", 200, [(b"content-length", b"53")]),  # the GET's length, no body
+        ("GET", 200, [(b"content-length", b"0")]),
+        ("DELETE", 204, []),
+        ("GET", 304, []),
+    ],
+)
+async def test_a_response_without_a_body_ends_before_its_head_is_written(
+    autojump_clock: trio.testing.MockClock,
+    method: str,
+    status: int,
+    head: list[tuple[bytes, bytes]],
+) -> None:
+    events: list[str] = []
+    made = exchange(events, method)
+    await made.send({"type": "http.response.start", "status": status, "headers": head})
+    await made.send(body(b"", False))
+    assert events == ["end", "start", "body b''"]
+    assert made.finished
