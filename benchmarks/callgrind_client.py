@@ -20,11 +20,11 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from _common import HOST, callgrind_instructions, uvicorn_server
+from _common import HOST, callgrind_per_operation, uvicorn_server
 
 CLIENT = """
 import sys, trio
-base, n, kind = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+base, kind, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 async def main():
     if kind.startswith("resilient"):
         from trio_resilience import ClientConfig, ResilientClient
@@ -42,12 +42,6 @@ trio.run(main)
 BASE_CALLS = 200
 
 
-def instructions(script: Path, base_url: str, calls: int, kind: str) -> int:
-    return callgrind_instructions(
-        [sys.executable, str(script), base_url, str(calls), kind]
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=1000)
@@ -61,9 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         base_url = f"http://{HOST}:{server.port}"
         per_call = {}
         for kind in ("resilient", "resilient_metrics", "httpx"):
-            low = instructions(script, base_url, BASE_CALLS, kind)
-            high = instructions(script, base_url, BASE_CALLS + args.calls, kind)
-            per_call[kind] = (high - low) / args.calls
+            per_call[kind] = callgrind_per_operation(
+                [sys.executable, str(script), base_url, kind],
+                BASE_CALLS,
+                args.calls,
+            )
             print(f"{kind:<17} {per_call[kind] / 1000:8.0f}k instructions per GET")
     print(f"ratio httpx / resilient: {per_call['httpx'] / per_call['resilient']:.2f}")
     metered = per_call["resilient_metrics"] - per_call["resilient"]

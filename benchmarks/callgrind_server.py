@@ -21,15 +21,15 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from _common import callgrind_instructions
+from _common import callgrind_per_operation
 
 SERVER = """
 import sys, tempfile, trio
 from pathlib import Path
-sys.path.insert(0, sys.argv[3])
+sys.path.insert(0, sys.argv[2])
 from server_layers import drive
 from trio_resilience.server import ServerSettings, configure_logging, create_app
-requests, enabled = int(sys.argv[1]), sys.argv[2] == "on"
+enabled, requests = sys.argv[1] == "on", int(sys.argv[3])
 with tempfile.TemporaryDirectory() as tmp:
     log = Path(tmp) / "server.log"
     configure_logging(level="INFO", fmt="json", file=log)
@@ -55,13 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         script = Path(tmp) / "server.py"
         script.write_text(SERVER)
         for setting in ("on", "off"):
-            counts = [
-                callgrind_instructions(
-                    [sys.executable, str(script), str(n), setting, here]
-                )
-                for n in (BASE_REQUESTS, BASE_REQUESTS + args.requests)
-            ]
-            per_request[setting] = (counts[1] - counts[0]) / args.requests
+            per_request[setting] = callgrind_per_operation(
+                [sys.executable, str(script), setting, here],
+                BASE_REQUESTS,
+                args.requests,
+            )
             print(
                 f"metrics {setting:<3} {per_request[setting] / 1000:8.0f}k"
                 " instructions per GET /msg"

@@ -28,6 +28,8 @@ names, breaker origins up to ``max_hosts``):
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -128,6 +130,12 @@ class ClientMetrics:
     def call(self, method: str, outcome: BaseException | None, seconds: float) -> None:
         self._calls(method, _outcome(outcome)).inc()
         self._call_duration(method).observe(seconds)
+
+    @contextlib.contextmanager
+    def bulkhead_wait(self) -> Iterator[None]:
+        """Entered when an attempt finds no bulkhead slot free at once."""
+        self.bulkhead_waits.inc()
+        yield
 
     def breaker_changed(
         self, origin: str, old: CircuitState, new: CircuitState

@@ -6,7 +6,7 @@ test_workers_metrics.py."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import httptools
@@ -323,12 +323,11 @@ def test_each_trio_run_serves_its_own_counts() -> None:
     """Two runs in one process: each server starts from zero (no count is left
     in a module or in prometheus-client's default registry)."""
 
-    async def one_run(make_faults: Callable[[str], FaultClient]) -> float:
+    async def one_run() -> float:
         async with serve_in_background(settings()) as url:
             async with httpx.AsyncClient(base_url=url) as client:
                 await client.get("/msg")
-            metrics = await make_faults(url).metrics()
+            metrics = await FaultClient(url).metrics()
         return metrics.value(REQUESTS, route="/msg")
 
-    runs: list[Callable[[], Awaitable[float]]] = [lambda: one_run(FaultClient)] * 2
-    assert [trio.run(run) for run in runs] == [1.0, 1.0]
+    assert [trio.run(one_run) for _ in range(2)] == [1.0, 1.0]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import trio
 import trio.testing
@@ -66,3 +68,38 @@ async def test_outer_cancellation_propagates_holding_nothing(
     assert scope.cancelled_caught
     assert limiter.borrowed_tokens == 1
     assert limiter.statistics().tasks_waiting == 0
+
+
+async def test_waiting_is_entered_only_while_the_caller_waits(
+    autojump_clock: object,
+) -> None:
+    """``waiting()`` is not entered for a free slot; it is for a wait, however the
+    wait ends (a slot, max_wait, max_wait 0, a cancellation), and always left."""
+    events: list[tuple[str, float]] = []
+
+    @contextlib.contextmanager
+    def waiting() -> Iterator[None]:
+        events.append(("enter", trio.current_time()))
+        try:
+            yield
+        finally:
+            events.append(("exit", trio.current_time()))
+
+    limiter = trio.CapacityLimiter(1)
+    assert await acquire_on_behalf_of_within(limiter, "holder", 1.0, waiting)
+    assert events == []
+    assert not await acquire_on_behalf_of_within(limiter, object(), 0, waiting)
+    assert not await acquire_on_behalf_of_within(limiter, object(), 2.0, waiting)
+    with trio.move_on_after(1.0):
+        await acquire_on_behalf_of_within(limiter, object(), math.inf, waiting)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(acquire_on_behalf_of_within, limiter, "next", 9.0, waiting)
+        await trio.sleep(0.5)
+        limiter.release_on_behalf_of("holder")
+    assert events == [
+        ("enter", 0.0), ("exit", 0.0),
+        ("enter", 0.0), ("exit", 2.0),
+        ("enter", 2.0), ("exit", 3.0),
+        ("enter", 3.0), ("exit", 3.5),
+    ]  # fmt: skip
+    assert limiter.borrowed_tokens == 1

@@ -422,9 +422,10 @@ class ResilientClient:
         borrower: object | None = object()
         timeout = self.config.bulkhead.acquisition_timeout if wait_for_slot else 0
         metrics = self._metrics
-        if metrics is not None and not self._bulkhead.available_tokens:
-            metrics.bulkhead_waits.inc()
-        if not await acquire_on_behalf_of_within(self._bulkhead, borrower, timeout):
+        waited = None if metrics is None else metrics.bulkhead_wait
+        if not await acquire_on_behalf_of_within(
+            self._bulkhead, borrower, timeout, waited
+        ):
             if metrics is not None:
                 metrics.pool_timeouts.inc()
             raise PoolTimeoutError(

@@ -407,7 +407,8 @@ class RedisJobQueue(ServiceLifetime):
     async def _record(
         self, run: _Run, status: JobStatus, result: Any, error: str | None
     ) -> bool:
-        """Record how the run ended; whether it was (still this process's job)."""
+        """Record how the run ended; whether it was recorded (False: the job was
+        no longer this process's, or Redis could not be reached)."""
         job = run.job
         results = job.intermediate_results
         args: list[str | int] = [

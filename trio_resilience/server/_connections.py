@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterable
 
 import trio
 
-from ._asgi import EXCHANGE_KEY, ASGIApp, Message, Receive, Scope, Send
+from ._asgi import EXCHANGE_KEY, ASGIApp, Message, Receive, Scope, Send, find_header
 
 CLOSE = (b"connection", b"close")
 NO_BODY_STATUSES = frozenset({204, 304})
+"""Statuses whose responses have no body (RFC 9110 sections 15.3.5, 15.4.5)."""
 _HTTP1 = frozenset({"1.0", "1.1"})
 
 
@@ -162,10 +163,8 @@ class Exchange:
 
 
 def _content_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
-    for name, value in headers:
-        if name.lower() == b"content-length":
-            return int(value) if value.isdigit() else None
-    return None
+    value = find_header(headers, b"content-length")
+    return int(value) if value is not None and value.isdigit() else None
 
 
 def announces_body(scope: Scope) -> bool:

@@ -46,7 +46,7 @@ from ._asgi import (
     Send,
     send_json_payload,
 )
-from ._connections import Exchange
+from ._connections import NO_BODY_STATUSES, Exchange
 from ._drip import drip_body
 from ._fault_rules import (
     CommitThenFailAction,
@@ -61,7 +61,6 @@ from ._faults import INDUCED_FAILURE
 from ._guards import drop_body
 from ._transport import close, connection_stream, reset
 
-NO_BODY_STATUSES = frozenset({204, 304})
 RuleCheck = Callable[
     [str, str, Sequence[tuple[bytes, bytes]]], Awaitable[FaultRule | None]
 ]

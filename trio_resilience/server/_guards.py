@@ -39,9 +39,10 @@ from ._connections import CLOSE, Exchange, announces_body
 from ._settings import ServerSettings
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+"""Methods that need no control token (OPTIONS: CORS preflights), but to read
+`TOKEN_READ_PATHS`."""
 TOKEN_READ_PATHS = frozenset({"/metrics"})
 """Paths that need the control token to be read too (GET, HEAD)."""
-"""Methods that never need the control token (OPTIONS: CORS preflights)."""
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 """Methods whose request body, if any, must be JSON."""
 LOOPBACK_NAMES = frozenset({"localhost", "[::1]"})

@@ -125,7 +125,6 @@ class ServerMetrics:
     ) -> None:
         self.registry = CollectorRegistry() if registry is None else registry
         self.routes = routes
-        self.multiprocess_dir = multiprocess_dir()
         reg = self.registry
         self.requests = Counter(
             f"{PREFIX}_requests", "Requests by route, method and status.",
@@ -176,9 +175,10 @@ class ServerMetrics:
         self._jobs_finished = Children(self.jobs_finished)
         self._job_duration = Children(self.job_duration)
         self._scraped: CollectorRegistry = self.registry
-        if self.multiprocess_dir is not None:
+        if (shared := multiprocess_dir()) is not None:
+            # Every process's numbers, from their files (this one's included).
             self._scraped = CollectorRegistry()
-            MultiProcessCollector(self._scraped, self.multiprocess_dir)  # type: ignore[no-untyped-call]
+            MultiProcessCollector(self._scraped, shared)  # type: ignore[no-untyped-call]
 
     def request_finished(
         self,

@@ -301,13 +301,16 @@ class ConcurrencyMiddleware:
         self.limiter = limiter
         self.queue_timeout = math.inf if queue_timeout is None else queue_timeout
         self.metrics = metrics
+        self._waiting = None if metrics is None else metrics.waiting.track_inprogress
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(CONTROL_PREFIXES):
             return await self.app(scope, receive, send)
         borrower = object()
         scope[SLOT_KEY] = False
-        if not await self._acquire(borrower):
+        if not await acquire_on_behalf_of_within(
+            self.limiter, borrower, self.queue_timeout, self._waiting
+        ):
             exchange: Exchange = scope[EXCHANGE_KEY]
             exchange.outcome = "shed"
             return await send_saturated(send)
@@ -322,23 +325,6 @@ class ConcurrencyMiddleware:
             if metrics is not None:
                 metrics.in_flight.dec()
         return None
-
-    async def _acquire(self, borrower: object) -> bool:
-        if self.metrics is None:
-            return await acquire_on_behalf_of_within(
-                self.limiter, borrower, self.queue_timeout
-            )
-        try:
-            self.limiter.acquire_on_behalf_of_nowait(borrower)
-        except trio.WouldBlock:
-            self.metrics.waiting.inc()
-            try:
-                return await acquire_on_behalf_of_within(
-                    self.limiter, borrower, self.queue_timeout
-                )
-            finally:
-                self.metrics.waiting.dec()
-        return True
 
 
 def wrap(

@@ -159,10 +159,6 @@ class SharedResponse:
     headers: Mapping[str, Any] = attrs.field(factory=dict)
 
 
-def _needs_token(path: str, method: str, operation: dict[str, Any]) -> bool:
-    return needs_control_token(method, path)
-
-
 def _limited(path: str, method: str, operation: dict[str, Any]) -> bool:
     return not path.startswith(CONTROL_PREFIXES)
 

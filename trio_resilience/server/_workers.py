@@ -81,9 +81,11 @@ def serve_workers(settings: ServerSettings) -> int:
 def _shared_metrics(enabled: bool) -> Iterator[str | None]:
     """The workers' metrics directory (see the module), set in the environment
     they inherit; None with metrics off."""
-    given = os.environ.get(MULTIPROCESS_ENV)
-    if not enabled or given:
-        yield given if enabled else None
+    if not enabled:
+        yield None
+        return
+    if given := os.environ.get(MULTIPROCESS_ENV):
+        yield given
         return
     with tempfile.TemporaryDirectory(prefix="trio-resilience-metrics-") as directory:
         os.environ[MULTIPROCESS_ENV] = directory

@@ -63,6 +63,6 @@ class MetricsSnapshot:
         """Every value label ``label`` takes in the samples named ``name``."""
         return {
             sample.labels[label]
-            for sample in self.samples
-            if sample.name == name and label in sample.labels
+            for sample in self.matching(name)
+            if label in sample.labels
         }
